@@ -120,6 +120,14 @@ def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None) -
     return Artifact(path, manifest)
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete temp dirs left by killed writers of `out` (their process no longer exists)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class ArtifactWriter:
     """Build an artifact in a temporary sibling directory; `commit()` validates and renames it into place.
 
@@ -148,6 +156,7 @@ class ArtifactWriter:
         if self.out.exists() and not force:
             raise InputError(f"{self.out} already exists (pass --force to replace it)")
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.out)
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # one message = one line
 _state = {"quiet": bool(os.environ.get("ESI_QUIET"))}
 
 
