@@ -1,0 +1,188 @@
+"""1D ConvNeXt-V2 ECG encoder with an attentional pooler.
+
+The backbone turns a (B, 12, L) standardised ECG into a sequence of temporal tokens (stem stride 4, then
+three stride-2 downsamplings: L/32 tokens). An attentional pooler with learned queries reads those tokens
+and returns one contrastive embedding (query 0, projected to `embed_dim`) plus `n_caption_tokens` tokens
+for the captioning decoder, so the decoder sees time-resolved ECG content rather than one repeated vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+# ConvNeXt-V2 family (Woo et al. 2023), depths x widths per stage; the issue names atto/tiny/base explicitly.
+SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "femto": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "pico": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+}
+
+
+@dataclass(frozen=True)
+class ECGEncoderConfig:
+    """Everything needed to rebuild the encoder; stored in a model's config.json."""
+
+    size: str = "atto"  # smallest member: trains on a laptop CPU
+    in_leads: int = 12  # standard 12-lead order I, II, III, aVR, aVL, aVF, V1..V6
+    depths: tuple[int, ...] = field(default=())  # empty = take from SIZES[size]
+    dims: tuple[int, ...] = field(default=())  # empty = take from SIZES[size]
+    kernel_size: int = 7  # ConvNeXt's depthwise kernel
+    drop_path: float = 0.1  # stochastic depth rate at the last block (linear ramp), ConvNeXt-V2 fine-tune default
+    embed_dim: int = 256  # shared ECG/text embedding width (CLIP-like models use 256-768)
+    n_caption_tokens: int = 32  # decoder memory length: ~1 token per 0.3 s of a 10 s ECG
+    pool_heads: int = 8  # divides every width in SIZES
+
+    def resolved(self) -> ECGEncoderConfig:
+        if self.size not in SIZES and not (self.depths and self.dims):
+            raise ValueError(f"unknown ECG encoder size '{self.size}' (known: {', '.join(SIZES)})")
+        depths, dims = SIZES.get(self.size, (self.depths, self.dims))
+        return ECGEncoderConfig(**{**asdict(self), "depths": tuple(self.depths or depths), "dims": tuple(self.dims or dims)})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ECGEncoderConfig:
+        data = dict(data)
+        for key in ("depths", "dims"):
+            data[key] = tuple(data.get(key) or ())
+        return cls(**data).resolved()
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+class LayerNorm1d(nn.Module):
+    """LayerNorm over channels of a (B, C, T) tensor."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.norm(rearrange(x, "b c t -> b t c")), "b t c -> b c t")
+
+
+class GRN(nn.Module):
+    """Global Response Normalization (ConvNeXt-V2) on (B, T, C): per-channel L2 over time, divided by the mean."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.norm(x, p=2, dim=1, keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class Block(nn.Module):
+    """dwconv k=7 -> LayerNorm -> Linear 4x -> GELU -> GRN -> Linear, residual with stochastic depth."""
+
+    def __init__(self, dim: int, *, kernel_size: int, drop_path: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.grn = GRN(4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = rearrange(self.dwconv(x), "b c t -> b t c")
+        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.norm(y)))))
+        y = rearrange(y, "b t c -> b c t")
+        if self.training and self.drop_path > 0:
+            keep = 1.0 - self.drop_path
+            mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep) / keep
+            y = y * mask
+        return x + y
+
+
+class ConvNeXtV2_1D(nn.Module):
+    """The backbone: (B, leads, L) -> temporal tokens (B, L/32, C_last)."""
+
+    def __init__(self, *, in_leads: int, depths: tuple[int, ...], dims: tuple[int, ...], kernel_size: int, drop_path: float):
+        super().__init__()
+        self.downsample = nn.ModuleList(
+            [nn.Sequential(nn.Conv1d(in_leads, dims[0], kernel_size=4, stride=4), LayerNorm1d(dims[0]))]
+            + [
+                nn.Sequential(LayerNorm1d(dims[i]), nn.Conv1d(dims[i], dims[i + 1], kernel_size=2, stride=2))
+                for i in range(len(dims) - 1)
+            ]
+        )
+        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        self.stages, start = nn.ModuleList(), 0
+        for depth, dim in zip(depths, dims, strict=True):
+            self.stages.append(nn.Sequential(*[Block(dim, kernel_size=kernel_size, drop_path=rates[start + j]) for j in range(depth)]))
+            start += depth
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for down, stage in zip(self.downsample, self.stages, strict=True):
+            x = stage(down(x))
+        return self.norm(rearrange(x, "b c t -> b t c"))
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv1d, nn.Linear)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class AttentionalPooler(nn.Module):
+    """Learned queries cross-attend to the tokens (CoCa): (B, T, C) -> (B, n_queries, C)."""
+
+    def __init__(self, dim: int, *, n_queries: int, heads: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(n_queries, dim) * 0.02)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(tokens)
+        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        out, _ = self.attn(q, kv, kv, need_weights=False)
+        return self.norm_out(out)
+
+
+# ---------------------------------------------------------------- the encoder
+
+
+class ECGEncoder(nn.Module):
+    """Backbone + pooler + projection: what `encoder.safetensors` holds."""
+
+    def __init__(self, config: ECGEncoderConfig):
+        super().__init__()
+        self.config = config = config.resolved()
+        self.backbone = ConvNeXtV2_1D(
+            in_leads=config.in_leads, depths=config.depths, dims=config.dims,
+            kernel_size=config.kernel_size, drop_path=config.drop_path,
+        )
+        width = config.dims[-1]
+        self.pooler = AttentionalPooler(width, n_queries=1 + config.n_caption_tokens, heads=config.pool_heads)
+        self.proj = nn.Linear(width, config.embed_dim, bias=False)
+
+    @property
+    def width(self) -> int:
+        """Channel width of the caption tokens."""
+        return self.config.dims[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, leads, L) -> (unnormalised contrastive embedding (B, D), caption tokens (B, N, C))."""
+        pooled = self.pooler(self.backbone(x))
+        return self.proj(pooled[:, 0]), pooled[:, 1:]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, leads, L) -> (B, D) L2-normalised embedding."""
+        return F.normalize(self.forward(x)[0], dim=-1)

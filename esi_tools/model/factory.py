@@ -1,0 +1,103 @@
+"""Build and load models: ECG encoders by size, whole ESI models from `configs/*.json`, trained model dirs.
+
+A trained model directory (the `model` artifact of `esi pretrain`) holds `config.json` (everything needed to
+rebuild the architecture), `encoder.safetensors` (ECG encoder + projection), `model.safetensors` (the
+whole ESI model) and `text/` (tokenizer and HF config of the text tower), so no training flags are needed.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import ArtifactError, InputError
+from .ecg_encoder import SIZES, ECGEncoder, ECGEncoderConfig
+
+CONFIG_FILE = "config.json"
+ENCODER_FILE = "encoder.safetensors"
+MODEL_FILE = "model.safetensors"
+TEXT_DIR = "text"
+
+
+def _seeded(seed: int):
+    """Build under a fixed seed without disturbing the caller's RNG."""
+    rng = torch.random.fork_rng(devices=[])
+    rng.__enter__()
+    torch.manual_seed(seed)
+    return rng
+
+
+def create_ecg_encoder(size: str, *, seed: int, **overrides) -> ECGEncoder:
+    """A freshly initialised ECG encoder (`size` in atto..large; overrides: embed_dim, drop_path, ...)."""
+    if size not in SIZES:
+        raise InputError(f"unknown ECG encoder size '{size}' (known: {', '.join(SIZES)})")
+    rng = _seeded(seed)
+    try:
+        return ECGEncoder(ECGEncoderConfig(size=size, **overrides))
+    finally:
+        rng.__exit__(None, None, None)
+
+
+def model_config_names() -> list[str]:
+    """Names of the architecture configs shipped in esi_tools/model/configs."""
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("configs").iterdir() if p.name.endswith(".json"))
+
+
+def model_config(name_or_path: str) -> dict:
+    """An architecture config by shipped name (e.g. `esi-atto`) or by path to a JSON file."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.exists():
+        return json.loads(path.read_text())
+    shipped = resources.files(__package__).joinpath("configs", f"{name_or_path}.json")
+    if not shipped.is_file():
+        raise InputError(f"unknown model config '{name_or_path}' (shipped: {', '.join(model_config_names())})")
+    return json.loads(shipped.read_text())
+
+
+def create_model(config: dict, *, seed: int, text_model: str | None = None):
+    """A freshly initialised ESI model from an architecture config dict (text tower from `text_model`)."""
+    from .coca import ESIConfig, ESIModel
+
+    cfg = ESIConfig.from_dict(config)
+    if text_model is not None:
+        cfg = cfg.with_text_model(text_model)
+    rng = _seeded(seed)
+    try:
+        return ESIModel.create(cfg)
+    finally:
+        rng.__exit__(None, None, None)
+
+
+def _read_config(model_dir: Path) -> dict:
+    if not (model_dir / CONFIG_FILE).exists():
+        raise ArtifactError(f"{model_dir}: not an ESI model directory (no {CONFIG_FILE})")
+    return json.loads((model_dir / CONFIG_FILE).read_text())
+
+
+def load_ecg_encoder(model_dir: str | Path) -> ECGEncoder:
+    """Only the ECG side of a trained model (no text tower is built): eval mode, CPU."""
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    config = _read_config(model_dir)
+    encoder = ECGEncoder(ECGEncoderConfig.from_dict(config["ecg"]))
+    encoder.load_state_dict(load_file(model_dir / ENCODER_FILE))
+    return encoder.eval()
+
+
+def load_esi(model_dir: str | Path):
+    """The whole trained ESI model (ECG encoder, text tower, decoder): eval mode, CPU."""
+    from safetensors.torch import load_file
+
+    from .coca import ESIConfig, ESIModel
+
+    model_dir = Path(model_dir)
+    cfg = ESIConfig.from_dict(_read_config(model_dir))
+    model = ESIModel.from_saved(cfg, model_dir / TEXT_DIR)
+    missing, unexpected = model.load_state_dict(load_file(model_dir / MODEL_FILE), strict=False)
+    if missing or unexpected:
+        raise ArtifactError(f"{model_dir}: {MODEL_FILE} does not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
