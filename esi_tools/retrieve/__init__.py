@@ -1,0 +1,1 @@
+"""BM25 retrieval of cardiology knowledge per ECG record: tokenise, index, query, run."""

@@ -1,0 +1,162 @@
+"""The BM25 index artifact (`retrieval-index`): build, load, search.
+
+What is stored is data, not code: `passages.parquet` (passage_id, title, text, source, position, reference)
+and `corpus.parquet` (passage_id, tokens). Loading rebuilds rank-bm25's BM25Okapi from the tokens (never a
+pickle: it would tie the artifact to library internals and execute code on load), then folds BM25Okapi's
+statistics (idf, document lengths, term frequencies) into one sparse term x passage weight matrix, so a batch
+of queries is scored with one sparse product instead of a Python loop per query term and passage.
+`BM25Index.bm25_scores` is rank-bm25's own scorer, kept for tests that hold the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import ArtifactWriter, open_artifact
+from ..console import log
+from ..errors import ArtifactError
+from .tokenise import TOKENISER_VERSION, tokenise
+
+KIND = "retrieval-index"
+# A term found in more than half of a tiny corpus gets a negative idf in BM25Okapi, even after its epsilon
+# floor (which is a fraction of a possibly negative average); such a term should count a little, never against.
+MIN_IDF = 1e-3
+QUERY_BATCH = 4096  # queries scored per sparse product: bounds the dense (batch x passages) score block
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    k1: float = 1.5  # rank-bm25's default term-frequency saturation; the Robertson/Okapi usual range is 1.2-2
+    b: float = 0.75  # standard length normalisation: long passages are penalised, not ignored
+    epsilon: float = 0.25  # rank-bm25's default idf floor for very common terms (x average idf)
+    chunk_words: int = 200  # user files: about one textbook paragraph or two, one topic per passage
+
+
+def build_index(config: IndexConfig, corpora: list[str], out: Path, *, force: bool = False) -> Path:
+    """Tokenise every passage of `corpora` and write the index artifact at `out`."""
+    import polars as pl
+
+    from .corpus import collect
+
+    passages = collect(corpora, chunk_words=config.chunk_words)
+    tokens = [tokenise(p["index_text"]) for p in passages]
+    empty = [p["passage_id"] for p, t in zip(passages, tokens, strict=True) if not t]
+    if len(empty) == len(passages):
+        raise ArtifactError("empty corpus: no passage has an indexable word (only stop words or punctuation)")
+    keep = [i for i, t in enumerate(tokens) if t]
+    if empty:
+        log(f"skipped {len(empty)} passages with no indexable word: {', '.join(empty[:5])}")
+    columns = ["passage_id", "title", "text", "source", "position", "reference"]
+    table = pl.DataFrame({c: [passages[i][c] for i in keep] for c in columns}, schema={c: pl.String for c in columns})
+    corpus = pl.DataFrame(
+        {"passage_id": table["passage_id"], "tokens": [tokens[i] for i in keep]},
+        schema={"passage_id": pl.String, "tokens": pl.List(pl.String)},
+    )
+    parameters = {**asdict(config), "corpora": list(corpora), "tokeniser_version": TOKENISER_VERSION}
+    with ArtifactWriter(out, KIND, parameters=parameters, force=force) as writer:
+        writer.write_table("passages.parquet", table)
+        writer.write_table("corpus.parquet", corpus)
+        vocabulary = {t for ts in corpus["tokens"].to_list() for t in ts}
+        writer.summary.update({
+            "passages": table.height,
+            "vocabulary": len(vocabulary),
+            "mean_tokens": round(float(np.mean([len(tokens[i]) for i in keep])), 1),
+            "sources": sorted(set(table["source"].to_list())),
+            "skipped_empty": len(empty),
+        })
+        path = writer.commit()
+    log(f"indexed {table.height} passages, {len(vocabulary)} distinct terms")
+    return path
+
+
+class BM25Index:
+    """A loaded index: passages table plus a sparse BM25 weight matrix (terms x passages)."""
+
+    def __init__(self, artifact, passages, tokens: list[list[str]]):
+        from rank_bm25 import BM25Okapi
+        from scipy import sparse
+
+        self.artifact = artifact
+        self.passages = passages
+        self.ids = passages["passage_id"].to_list()
+        params = artifact.parameters
+        self.bm25 = BM25Okapi(tokens, k1=params["k1"], b=params["b"], epsilon=params["epsilon"])
+        self.vocab = {term: i for i, term in enumerate(self.bm25.idf)}
+        rows, cols, vals = [], [], []
+        k1, b, avgdl = self.bm25.k1, self.bm25.b, self.bm25.avgdl
+        for doc, (freqs, length) in enumerate(zip(self.bm25.doc_freqs, self.bm25.doc_len, strict=True)):
+            norm = k1 * (1 - b + b * length / avgdl)
+            for term, tf in freqs.items():
+                rows.append(self.vocab[term])
+                cols.append(doc)
+                vals.append(max(self.bm25.idf[term], MIN_IDF) * tf * (k1 + 1) / (tf + norm))
+        self.weights = sparse.csr_matrix((vals, (rows, cols)), shape=(len(self.vocab), len(self.ids)), dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def query_matrix(self, queries: list[list[str]]):
+        """Token lists -> sparse (queries x terms) counts; unknown terms simply score nothing."""
+        from scipy import sparse
+
+        rows, cols = [], []
+        for i, tokens in enumerate(queries):
+            for t in tokens:
+                j = self.vocab.get(t)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+        data = np.ones(len(rows), dtype=np.float64)
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(queries), len(self.vocab)))
+
+    def search_tokens(self, queries: list[list[str]], top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k passage indices and scores per query, best first: (Q, k) int64 and float64.
+
+        Slots with no match (score 0) hold index -1 and score 0. Ties break by passage order, so a run is
+        reproducible.
+        """
+        k = min(top_k, len(self.ids))
+        index = np.full((len(queries), k), -1, dtype=np.int64)
+        score = np.zeros((len(queries), k), dtype=np.float64)
+        for start in range(0, len(queries), QUERY_BATCH):
+            block = (self.query_matrix(queries[start : start + QUERY_BATCH]) @ self.weights).toarray()
+            if k < block.shape[1]:
+                part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            else:
+                part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+            part_scores = np.take_along_axis(block, part, axis=1)
+            order = np.lexsort((part, -part_scores), axis=1)  # by score desc, then passage order
+            best = np.take_along_axis(part, order, axis=1)
+            best_scores = np.take_along_axis(part_scores, order, axis=1)
+            best[best_scores <= 0] = -1
+            index[start : start + len(block)] = best
+            score[start : start + len(block)] = np.where(best >= 0, best_scores, 0.0)
+        return index, score
+
+    def search(self, text: str, top_k: int = 5) -> list[tuple[str, float]]:
+        """One free-text query -> [(passage_id, score)] best first, only passages that match at all."""
+        index, score = self.search_tokens([tokenise(text)], top_k)
+        return [(self.ids[i], float(s)) for i, s in zip(index[0], score[0], strict=True) if i >= 0]
+
+    def bm25_scores(self, text: str) -> np.ndarray:
+        """rank-bm25's own score of every passage for `text` (slow reference path, for tests)."""
+        return self.bm25.get_scores(tokenise(text))
+
+
+def load_index(path: str | Path) -> BM25Index:
+    """Open a retrieval-index artifact and rebuild its BM25 model from the stored tokens."""
+    artifact = open_artifact(path, KIND)
+    version = artifact.parameters.get("tokeniser_version")
+    if version != TOKENISER_VERSION:
+        raise ArtifactError(
+            f"{path}: index was tokenised by tokeniser version {version}, this esi-tools uses "
+            f"{TOKENISER_VERSION}; rebuild it with `esi retrieve index`"
+        )
+    passages = artifact.table("passages.parquet")
+    corpus = artifact.table("corpus.parquet")
+    if corpus["passage_id"].to_list() != passages["passage_id"].to_list():
+        raise ArtifactError(f"{path}: corpus.parquet and passages.parquet disagree on passage order")
+    return BM25Index(artifact, passages, corpus["tokens"].to_list())
