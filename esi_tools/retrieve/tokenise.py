@@ -132,14 +132,24 @@ for _abbr, _phrase in _EXPAND.items():
 
 
 def tokenise(text: str) -> list[str]:
-    """Text -> BM25 tokens: folded, stop words dropped, numbers kept, abbreviations and phrases expanded."""
+    """Text -> BM25 tokens: folded, stop words dropped, numbers kept, abbreviations and phrases expanded.
+
+    A phrase adds only the abbreviation of the longest phrase matching at that point, so "incomplete left
+    bundle branch block" adds ilbbb but not lbbb: the incomplete form must not outscore the complete one
+    on a query for LBBB.
+    """
     base = _base_tokens(text)
     out = list(base)
+    covered = 0  # phrase matches do not overlap: positions before this are inside the last match
     for i, token in enumerate(base):
         phrase = _EXPAND.get(token)
         if phrase is not None and phrase != (token,):
             out.extend(phrase)
-        for words, abbr in _PHRASES.get(token, ()):
-            if tuple(base[i : i + len(words)]) == words and (i == 0 or base[i - 1] != abbr):
-                out.append(abbr)
+        if i < covered:
+            continue
+        best = max((m for m in _PHRASES.get(token, ()) if tuple(base[i : i + len(m[0])]) == m[0]),
+                   key=lambda m: len(m[0]), default=None)
+        if best is not None:
+            out.append(best[1])
+            covered = i + len(best[0])
     return out
