@@ -1,0 +1,317 @@
+"""`esi caption`: dataset (+ features + retrieval) -> captions artifact, by template or any litellm model.
+
+Order of work: privacy decision, evidence, prompts (identifier check), then answers from, in turn, the
+previous artifact at --out (resume), the persistent cache, and finally the provider: each distinct prompt
+is sent once, `concurrency` at a time, every answer cached the moment it arrives. --max-cost and
+--max-requests stop new requests cleanly; the records left are written as `skipped` and a rerun asks only
+for them. Ctrl-C or a kill leaves no artifact, but everything already paid for is in the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..artifacts import ArtifactWriter, open_artifact
+from ..console import log, progress, warn
+from ..dataset import Dataset
+from ..errors import EsiError, InputError, RecordError
+from . import privacy, template_provider
+from .cache import Cached, CaptionCache, cache_key
+from .evidence import EvidenceOptions, collect
+from .llm import BudgetStop, CaptionFailure, Completion, LLMClient, LLMConfig
+from .prompt import load_template, prompt_hash
+
+TEMPLATE_MODEL = "template"
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    model: str = TEMPLATE_MODEL  # offline default: no network, no cost, no key
+    template: str | None = None  # None = the newest shipped prompt template (templates/v1.txt)
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = 0.2  # see LLMConfig for the why of these request defaults
+    max_tokens: int = 400
+    timeout_s: float = 60.0
+    retries: int = 4
+    backoff_s: float = 1.0
+    concurrency: int = 8  # parallel requests: hosted APIs allow it; raise for vLLM, lower for a laptop ollama
+    max_cost_usd: float | None = None  # None = no spending cap
+    max_requests: int | None = None  # None = no cap on provider calls (retries count)
+    seed: int = 0  # template phrasing choice; same seed + same evidence = same caption
+    top_k: int = 3  # retrieved passages per prompt
+    allow_remote: bool = False  # credentialed data stays local unless the user says otherwise
+    use_cache: bool = True
+    cache_path: str | None = None  # None = $ESI_HOME/cache/captions.sqlite
+    limit: int | None = None  # caption only the first N records (smoke runs)
+
+    def llm(self) -> LLMConfig:
+        return LLMConfig(model=self.model, api_base=self.api_base, api_key_env=self.api_key_env,
+                         temperature=self.temperature, max_tokens=self.max_tokens, timeout_s=self.timeout_s,
+                         retries=self.retries, backoff_s=self.backoff_s)
+
+    def request_params(self) -> dict:
+        """What, beside model and prompt, decides an answer: part of the cache key."""
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+@dataclass
+class Job:
+    """One distinct prompt and the dataset rows waiting for its answer."""
+
+    key: str
+    prompt_hash: str
+    system: str
+    user: str
+    rows: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Budget:
+    """Counts provider calls and spend; refuses an attempt that could cross --max-requests / --max-cost."""
+
+    max_cost_usd: float | None = None
+    max_requests: int | None = None
+    requests: int = 0
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+    largest_usd: float | None = None  # the dearest answer so far: the estimate once real costs are known
+    stopped: str | None = None
+
+    def acquire(self, estimate: float | None) -> float:
+        if self.stopped:
+            raise BudgetStop(self.stopped)
+        if self.max_requests is not None and self.requests >= self.max_requests:
+            self.stopped = f"--max-requests {self.max_requests} reached"
+            raise BudgetStop(self.stopped)
+        reserve = 0.0
+        if self.max_cost_usd is not None:
+            reserve = self.largest_usd if self.largest_usd is not None else (estimate or 0.0)
+            if self.spent_usd + self.reserved_usd + reserve > self.max_cost_usd:
+                self.stopped = f"--max-cost {self.max_cost_usd:g} USD reached (spent {self.spent_usd:.6f} USD)"
+                raise BudgetStop(self.stopped)
+        self.requests += 1
+        self.reserved_usd += reserve
+        return reserve
+
+    def release(self, reserved: float, cost: float | None) -> None:
+        self.reserved_usd -= reserved
+        if cost is not None:
+            self.spent_usd += cost
+            self.largest_usd = cost if self.largest_usd is None else max(self.largest_usd, cost)
+
+
+async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, concurrency: int,
+                      on_answer=None) -> dict[str, Completion | CaptionFailure]:
+    """Answer every job, `concurrency` at a time; `on_answer(job, outcome)` runs as each one finishes."""
+    outcomes: dict[str, Completion | CaptionFailure] = {}
+    pending = iter(jobs)
+    fatal: list[Exception] = []
+
+    async def worker() -> None:
+        for job in pending:
+            if fatal:
+                return
+            try:
+                outcome = await client.complete(job.system, job.user, budget)
+            except CaptionFailure as failure:
+                outcome = failure
+            except Exception as exc:  # ProviderError (bad key ...): stop every worker, report it once
+                fatal.append(exc)
+                return
+            outcomes[job.key] = outcome
+            if on_answer is not None:
+                on_answer(job, outcome)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    if fatal:
+        raise fatal[0]
+    return outcomes
+
+
+def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_path: Path | None = None,
+            retrieval_path: Path | None = None, force: bool = False) -> Path:
+    dataset = Dataset.open(dataset_path)
+    features = open_artifact(features_path, "features") if features_path else None
+    retrieval = open_artifact(retrieval_path, "retrieval") if retrieval_path else None
+    decision = privacy.decide(credentialed=bool(dataset.artifact.summary.get("credentialed")),
+                              model=config.model, api_base=config.api_base, allow_remote=config.allow_remote)
+    previous = _previous_rows(out, config, force)
+    template = load_template(config.template)
+    if features is None:
+        warn("no --features: prompts carry no measurements or findings")
+    if retrieval is None:
+        warn("no --retrieval: prompts carry no knowledge passages")
+
+    started = time.perf_counter()
+    evidence, rejects = collect(dataset, features, retrieval, EvidenceOptions(top_k=config.top_k))
+    if config.limit is not None:
+        evidence = evidence[: config.limit]
+    rows, jobs = [], {}
+    for item in evidence:
+        system, user = template.render(item.evidence)
+        try:
+            privacy.check_prompt(f"{system}\n{user}", item.identifiers)
+        except RecordError as exc:
+            rejects.append((item.record_id, exc.reason))
+            continue
+        key = cache_key(config.model, system, user, config.request_params())
+        rows.append(_row(item.record_id, prompt_hash(system, user), config.model, item.passage_ids))
+        jobs.setdefault(key, Job(key, rows[-1]["prompt_hash"], system, user)).rows.append(len(rows) - 1)
+
+    stats = {"unique_prompts": len(jobs), "duplicates": len(rows) - len(jobs), "requests": 0, "retries": 0,
+             "cache_hits": 0, "resumed": 0, "stopped": None, "cost_usd": 0.0, "cost_usd_cached": 0.0}
+    if config.model == TEMPLATE_MODEL:
+        _template_captions(rows, jobs, evidence, config)
+    else:
+        _llm_captions(rows, list(jobs.values()), previous, config, stats)
+
+    elapsed = time.perf_counter() - started
+    return _write(out, config, template, decision, dataset, features, retrieval, rows, rejects, stats, elapsed,
+                  force=force or previous is not None)
+
+
+def _row(record_id: str, phash: str, model: str, passage_ids: list[str]) -> dict:
+    return {"record_id": record_id, "caption": None, "prompt_hash": phash, "model": model, "input_tokens": None,
+            "output_tokens": None, "cost_usd": 0.0, "latency_s": None, "status": SKIPPED, "error": None,
+            "passage_ids": passage_ids, "source": None, "attempts": 0}
+
+
+def _template_captions(rows, jobs, evidence, config: CaptionConfig) -> None:
+    by_id = {item.record_id: item.evidence for item in evidence}
+    with progress("caption (template)", len(rows)) as bar:
+        for row in rows:
+            start = time.perf_counter()
+            row["caption"] = template_provider.caption(by_id[row["record_id"]], seed=config.seed,
+                                                       prompt_hash=row["prompt_hash"])
+            row.update(status=OK, source="template", latency_s=time.perf_counter() - start)
+            bar.advance()
+
+
+def _fill(row: dict, answer: Cached | Completion, source: str, paid: bool) -> None:
+    row.update(caption=answer.text, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+               cost_usd=(answer.cost_usd or 0.0) if paid else 0.0, latency_s=answer.latency_s, status=OK,
+               source=source, error=None)
+
+
+def _llm_captions(rows, jobs: list[Job], previous: dict | None, config: CaptionConfig, stats: dict) -> None:
+    todo = []
+    for job in jobs:  # 1. rows the artifact at --out already holds
+        kept = [(previous or {}).get((rows[i]["record_id"], job.prompt_hash)) for i in job.rows]
+        if previous and all(kept):
+            for i, old in zip(job.rows, kept, strict=True):
+                rows[i].update({k: old[k] for k in ("caption", "input_tokens", "output_tokens", "latency_s")},
+                               status=OK, source="resumed", cost_usd=0.0)
+            stats["resumed"] += len(job.rows)
+        else:
+            todo.append(job)
+    cache = CaptionCache(Path(config.cache_path) if config.cache_path else None) if config.use_cache else None
+    try:
+        if cache is not None:  # 2. the persistent cache
+            hits = cache.get_many([job.key for job in todo])
+            for job in todo:
+                if job.key in hits:
+                    for i in job.rows:
+                        _fill(rows[i], hits[job.key], "cache", paid=False)
+                    stats["cache_hits"] += len(job.rows)
+                    stats["cost_usd_cached"] += hits[job.key].cost_usd or 0.0
+            todo = [job for job in todo if job.key not in hits]
+        if todo:  # 3. the provider
+            _request(rows, todo, cache, config, stats)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _request(rows, todo: list[Job], cache, config: CaptionConfig, stats: dict) -> None:
+    client = LLMClient(config.llm())
+    if config.max_cost_usd is not None and not client.price_known:
+        warn(f"litellm knows no price for '{config.model}': cost is recorded as unknown and --max-cost "
+             "cannot stop this run")
+    budget = Budget(config.max_cost_usd, config.max_requests)
+    log(f"requesting {len(todo)} prompts from {config.model} ({config.concurrency} at a time)")
+    with progress(f"caption ({config.model})", sum(len(j.rows) for j in todo)) as bar:
+
+        def on_answer(job: Job, outcome) -> None:
+            if isinstance(outcome, Completion):
+                if cache is not None:
+                    cache.put(job.key, model=config.model, prompt_hash=job.prompt_hash,
+                              entry=Cached(outcome.text, outcome.input_tokens, outcome.output_tokens,
+                                           outcome.cost_usd, outcome.latency_s))
+                for n, i in enumerate(job.rows):
+                    _fill(rows[i], outcome, "request" if n == 0 else "duplicate", paid=n == 0)
+                    rows[i]["attempts"] = outcome.attempts if n == 0 else 0
+            else:
+                status = SKIPPED if outcome.stopped and outcome.attempts == 0 else FAILED
+                for n, i in enumerate(job.rows):
+                    rows[i].update(status=status, error=outcome.reason, source="request",
+                                   cost_usd=outcome.cost_usd if n == 0 else 0.0,
+                                   attempts=outcome.attempts if n == 0 else 0)
+            bar.advance(len(job.rows))
+
+        asyncio.run(request_all(todo, client, budget, concurrency=config.concurrency, on_answer=on_answer))
+    stats.update(requests=budget.requests, retries=client.retries, stopped=budget.stopped,
+                 cost_usd=round(budget.spent_usd, 8))
+    if budget.stopped:
+        warn(f"stopped: {budget.stopped}; rerun the same command to caption the remaining records")
+    for row in rows:  # jobs never reached because the budget ran out
+        if row["status"] == SKIPPED and row["error"] is None and row["source"] is None:
+            row["error"] = f"not requested: {budget.stopped}" if budget.stopped else "not requested"
+
+
+def _previous_rows(out: Path, config: CaptionConfig, force: bool) -> dict | None:
+    """(record_id, prompt_hash) -> ok row of a captions artifact already at --out made with the same settings."""
+    if force or not out.exists():
+        return None
+    try:
+        old = open_artifact(out, "captions")
+    except EsiError:
+        raise InputError(f"{out} already exists and is not a captions artifact (pass --force to replace it)") from None
+    same = {k: old.parameters.get(k) for k in ("model", "temperature", "max_tokens", "template_sha256")}
+    want = {"model": config.model, "temperature": config.temperature, "max_tokens": config.max_tokens,
+            "template_sha256": load_template(config.template).sha256}
+    if same != want:
+        raise InputError(f"{out} holds captions made with other settings ({same}); pass --force to replace it")
+    table = old.table("captions.parquet")
+    ok = table.filter(table["status"] == OK)
+    log(f"resuming {out}: {ok.height} of {table.height} records already captioned")
+    return {(r["record_id"], r["prompt_hash"]): r for r in ok.iter_rows(named=True)}
+
+
+def _write(out, config: CaptionConfig, template, decision, dataset, features, retrieval, rows, rejects, stats,
+           elapsed, *, force) -> Path:
+    import polars as pl
+
+    schema = {"record_id": pl.String, "caption": pl.String, "prompt_hash": pl.String, "model": pl.String,
+              "input_tokens": pl.Int64, "output_tokens": pl.Int64, "cost_usd": pl.Float64,
+              "latency_s": pl.Float64, "status": pl.String, "error": pl.String,
+              "passage_ids": pl.List(pl.String), "source": pl.String, "attempts": pl.Int64}
+    table = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    parameters = {k: v for k, v in asdict(config).items() if k not in ("cache_path",)}
+    parameters.update(template=template.name, template_sha256=template.sha256,
+                      api_base=privacy.safe_url(config.api_base) if config.api_base else None)
+    inputs = {"dataset": dataset.artifact, **({"features": features} if features else {}),
+              **({"retrieval": retrieval} if retrieval else {})}
+    counts = {s: int((table["status"] == s).sum()) for s in (OK, FAILED, SKIPPED)}
+    with ArtifactWriter(out, "captions", parameters=parameters, inputs=inputs, force=force) as writer:
+        writer.write_table("captions.parquet", table)
+        writer.write_table("rejects.parquet", pl.DataFrame({"record_id": [r for r, _ in rejects],
+                                                            "reason": [why for _, why in rejects]},
+                                                           schema={"record_id": pl.String, "reason": pl.String}))
+        tokens_in = table.filter(pl.col("source") == "request")["input_tokens"].sum()
+        tokens_out = table.filter(pl.col("source") == "request")["output_tokens"].sum()
+        writer.summary.update({
+            "records": table.height, **counts, "rejects": len(rejects), **stats,
+            "input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),
+            "wall_s": round(elapsed, 3), "captions_per_s": round(table.height / elapsed, 1) if elapsed else None,
+            "privacy": decision,
+        })
+        path = writer.commit()
+    log(f"captioned {counts[OK]} of {table.height} records ({counts[FAILED]} failed, {counts[SKIPPED]} skipped, "
+        f"{len(rejects)} rejected; {stats['requests']} requests, {stats['cache_hits']} cache hits, "
+        f"{stats['cost_usd']:.4f} USD) -> {path}")
+    return path
