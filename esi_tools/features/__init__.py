@@ -1,0 +1,1 @@
+"""`esi features`: 12-lead R-peak detection, delineation, measurements, quality flags and findings."""

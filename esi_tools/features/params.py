@@ -1,0 +1,58 @@
+"""Signal-processing constants of detection and delineation, in seconds/Hz/mV so they hold at any fs.
+
+Clinical thresholds for findings live in findings.py; these are the algorithm's own knobs. The delineation
+fractions were chosen on LUDB records 1-100 and are checked on records 101-200 (bench/bench_features.py).
+"""
+
+# --- filtering -------------------------------------------------------------------------------------------
+HIGHPASS_HZ = 0.5  # removes baseline wander; zero-phase so ST levels are not shifted (AHA allows 0.67 Hz zero-phase)
+LOWPASS_HZ = 40.0  # keeps the QRS slopes used for onsets/offsets, drops mains and EMG (capped at 0.8 Nyquist)
+QRS_BAND_HZ = (5.0, 18.0)  # Pan-Tompkins band: QRS slope energy, little P/T energy
+
+# --- R-peak detection ------------------------------------------------------------------------------------
+ENERGY_CLIP = 3.0  # a lead's scaled slope energy is clipped here so one artefact cannot make a beat alone
+INTEGRATION_S = 0.08  # moving-window integration about one QRS wide
+ENVELOPE_REF_QUANTILE = 0.98  # inside QRS complexes for any HR 30-250 bpm (QRS fill > 2 % of the record)
+DETECT_THRESHOLD = 0.25  # fraction of the reference level a peak must reach (small ectopics still pass)
+REFRACTORY_S = 0.22  # nothing closer than 220 ms is a second beat (max ~270 bpm)
+R_REFINE_S = 0.06  # R is re-centred on the largest spatial magnitude within +-60 ms of the envelope peak
+
+# --- beat windows ----------------------------------------------------------------------------------------
+PRE_S = 0.45  # window before R: room for PR up to ~350 ms plus the P wave itself
+POST_S = 0.70  # window after R: QT up to ~700 ms at slow rates
+SMOOTH_S = 0.012  # spatial-velocity smoothing (about one sample at 100 Hz, 6 samples at 500 Hz)
+
+# --- QRS -------------------------------------------------------------------------------------------------
+QRS_SEARCH_BEFORE_S = 0.16  # QRS onset is looked for at most 160 ms before R
+QRS_SEARCH_AFTER_S = 0.20  # QRS offset at most 200 ms after R (wide LBBB/paced complexes)
+QRS_ON_FRACTION = 0.07  # onset: spatial velocity falls below this fraction of its QRS maximum
+QRS_OFF_FRACTION = 0.10  # offset: likewise after R
+ISO_WINDOW_S = 0.02  # the isoelectric level is the flattest 20 ms in the 100 ms before QRS onset
+ISO_SEARCH_S = 0.10
+
+# --- T wave ----------------------------------------------------------------------------------------------
+T_START_AFTER_QRS_S = 0.06  # the T peak (an interior local maximum) is searched from J+60 ms ...
+T_END_MAX_S = 0.65  # ... to at most R+650 ms ...
+T_END_RR_FRACTION = 0.72  # ... and never past 72 % of the next RR interval (the next P wave)
+T_SMOOTH_S = 0.03  # T is slow: 30 ms smoothing removes noise without moving the peak
+T_METHOD = "leads"  # "leads": median of per-lead T peak/tangent offsets; "rms": on the RMS curve
+T_LEAD_FRACTION = 0.0  # every lead with a T above 20 uV votes (0.3 = only big-T leads: worse on LUDB 1-100)
+T_OFF_METHOD = "tangent"  # "tangent" (classic) or "threshold" (RMS falls to T_OFF_FRACTION of the T peak)
+T_OFF_FRACTION = 0.20
+T_OFF_LAG_S = 0.010  # the tangent meets the baseline before cardiologists mark T end (LUDB 1-100); added back
+T_CONSENSUS_S = 0.025  # a beat's T peak/offset straying > 25 ms from its record's median is replaced by it
+
+# --- P wave ----------------------------------------------------------------------------------------------
+P_SEARCH_S = 0.40  # P peak at most 400 ms before QRS onset ...
+P_SEARCH_RR_FRACTION = 0.55  # ... and within the last 55 % of the preceding RR (not inside the previous T)
+P_GAP_S = 0.02  # P must end at least 20 ms before QRS onset
+P_SMOOTH_S = 0.04  # P is the slowest wave: 40 ms smoothing
+P_ON_FRACTION = 0.20  # P onset/offset: magnitude falls below this fraction of the P peak
+P_OFF_FRACTION = 0.25
+P_MIN_MV = 0.03  # a P peak smaller than this (spatial magnitude, mV) is not a P wave
+P_MIN_SNR = 2.5  # ... nor one below 2.5x the TP-segment noise
+P_CONSISTENCY_S = 0.04  # a sinus P sits within 40 ms of the record's median PR; scattered peaks are not P waves
+
+# --- beats -----------------------------------------------------------------------------------------------
+ECTOPIC_CORR = 0.90  # QRS shape correlation with the median beat below this: a different (ectopic) beat
+PREMATURE_RATIO = 0.80  # RR below 80 % of the median RR, followed by a longer one: a premature beat

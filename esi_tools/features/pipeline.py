@@ -1,0 +1,49 @@
+"""One chunk of records, signal to fiducials: clean, detect R peaks, delineate every beat at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import detect
+from .delineate import Beats, delineate
+
+
+def rr_context(record: np.ndarray, r: np.ndarray, n_records: int) -> tuple[np.ndarray, np.ndarray]:
+    """Previous and next RR (samples) per beat; the record's median RR fills the ends."""
+    rr_prev = np.full(len(r), np.nan)
+    rr_next = np.full(len(r), np.nan)
+    same = record[1:] == record[:-1]
+    d = np.diff(r).astype(float)
+    rr_prev[1:] = np.where(same, d, np.nan)
+    rr_next[:-1] = np.where(same, d, np.nan)
+    for rec in range(n_records):
+        sel = record == rec
+        vals = rr_prev[sel]
+        med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
+        rr_prev[sel] = np.where(np.isfinite(rr_prev[sel]), rr_prev[sel], med)
+        rr_next[sel] = np.where(np.isfinite(rr_next[sel]), rr_next[sel], med)
+    return rr_prev, rr_next
+
+
+def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
+    """x: (B, 12, L) mV float32, mask: (B, 12) bool, valid: (B,) usable samples per record.
+
+    Returns (xc, beats): the cleaned chunk (NaN past each record's valid length) and every beat's fiducials.
+    """
+    x = np.where(mask[:, :, None], x, 0.0).astype(np.float32, copy=False)
+    xc = detect.clean(x, fs)
+    env = detect.qrs_envelope(x, fs, mask)
+    weight = mask / np.maximum(np.percentile(np.abs(xc), 99, axis=-1), 1e-3)  # each lead counts equally
+    magnitude = ((xc * weight[:, :, None]) ** 2).sum(axis=1)
+    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fs, int(valid[b])) for b in range(len(x))]
+    for b in range(len(x)):
+        xc[b, :, int(valid[b]):] = np.nan
+    record = np.concatenate([np.full(len(p), b, np.int64) for b, p in enumerate(peaks)]) if peaks else np.zeros(0, np.int64)
+    r = np.concatenate(peaks) if peaks else np.zeros(0, np.int64)
+    rr_prev, rr_next = rr_context(record, r, len(x))
+    if len(r) == 0:
+        return xc, None
+    return xc, delineate(xc, mask, record, r, rr_prev, rr_next, fs)
+
+
+__all__ = ["Beats", "analyse", "rr_context"]
