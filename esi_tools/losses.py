@@ -59,19 +59,20 @@ def contrastive_loss(
     ecg, text: (B_local, D) L2-normalised. Averaged over ranks, the loss and (after the usual
     gradient averaging of DDP/DeepSpeed) the gradients equal those of one process holding the whole batch.
     """
+    ecg, text = ecg.float(), text.float()  # bf16 logits would round away the small differences that matter
     all_ecg = gather_features(ecg, rank=rank, world_size=world_size)
     all_text = gather_features(text, rank=rank, world_size=world_size)
     scale = logit_scale_value(log_scale)
     labels = torch.arange(ecg.shape[0], device=ecg.device) + rank * ecg.shape[0]
     loss_e2t = F.cross_entropy(scale * ecg @ all_text.T, labels)
     loss_t2e = F.cross_entropy(scale * text @ all_ecg.T, labels)
-    return {"contrastive_loss": (loss_e2t + loss_t2e) / 2}
+    return {"contrastive_loss": (loss_e2t + loss_t2e) / 2, "logit_scale": scale.detach()}
 
 
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Next-token cross-entropy; logits (B, T, V) predict targets (B, T); padding (mask 0) is ignored."""
     targets = targets.masked_fill(~target_mask.bool(), IGNORE_INDEX)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
     return {"caption_loss": loss}
 
 

@@ -98,6 +98,7 @@ def load_esi(model_dir: str | Path):
     cfg = ESIConfig.from_dict(_read_config(model_dir))
     model = ESIModel.from_saved(cfg, model_dir / TEXT_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / MODEL_FILE), strict=False)
+    missing = [k for k in missing if k != "decoder.head.weight"]  # tied to decoder.token.weight, stored once
     if missing or unexpected:
         raise ArtifactError(f"{model_dir}: {MODEL_FILE} does not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval()

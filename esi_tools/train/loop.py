@@ -1,0 +1,177 @@
+"""The pretraining loop, start to finish: data, model, engine, steps, checkpoints, export. Only rank 0 logs."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..artifacts import ArtifactWriter
+from ..console import log, progress
+from ..dataset import Dataset
+from ..errors import EsiError, InputError
+from ..losses import esi_loss
+from ..model.coca import ESIConfig
+from ..model.factory import create_model, model_config
+from . import checkpoint
+from .config import PretrainConfig
+from .data import Augment, Collate, PairDataset, PositionSampler, make_loader, select_pairs
+from .engine import lr_lambda, make_engine, setup_distributed
+from .export import write_model
+
+LOSS_TERMS = ("loss", "contrastive_loss", "caption_loss")
+
+
+class Interrupted(EsiError):
+    """Ctrl-C / SIGTERM: a checkpoint was saved; the message says how to continue."""
+
+    exit_code = 130
+
+
+def model_settings(cfg: PretrainConfig, crop_seconds: float) -> ESIConfig:
+    """The architecture: the named config, then --size/--text-model, fs and crop length from the run."""
+    arch = ESIConfig.from_dict(model_config(cfg.model))
+    if cfg.size:
+        arch = replace(arch, ecg=replace(arch.ecg, size=cfg.size, depths=(), dims=()).resolved())
+    if cfg.text_model:
+        arch = arch.with_text_model(cfg.text_model)
+    return replace(arch, fs=cfg.fs, seconds=crop_seconds)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the next step boundary and stops."""
+
+    def __init__(self):
+        self.set = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.set:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.set = True
+        log("[yellow]interrupt received[/]: saving a checkpoint at the end of this step")
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _reduce_mean(values: list[float], world_size: int) -> list[float]:
+    if world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return (t / world_size).tolist()
+
+
+def pretrain(cfg: PretrainConfig, dataset_path: Path, out: Path, *, captions: Path | None = None, force: bool = False) -> Path | None:
+    """Train an ESI model and export it to `out`; returns the artifact path on rank 0, None elsewhere."""
+    rank, world, device, created = setup_distributed(cfg)
+    try:
+        return _pretrain(cfg, dataset_path, out, captions, force, rank, world, device)
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
+    out = Path(out)
+    if rank == 0 and out.exists() and not force:
+        raise InputError(f"{out} already exists (pass --force to replace it)")
+    ds = Dataset.open(dataset_path)
+    if abs(ds.fs - cfg.fs) > 1e-6:
+        raise InputError(f"{dataset_path}: dataset is at {ds.fs:g} Hz but this run expects --fs {cfg.fs:g} (ingest with --fs {cfg.fs:g}, or pass --fs {ds.fs:g})")
+    pairs = select_pairs(ds, text_source=cfg.text_source, captions=captions, exclude_folds=cfg.exclude_folds)
+    crop = round(cfg.crop_seconds * cfg.fs)
+    arch = model_settings(cfg, crop / cfg.fs)
+    model = create_model(arch.to_dict(), seed=cfg.seed)
+    steps_per_epoch = len(pairs.indices) // (cfg.batch_size * world) // cfg.grad_accum
+    if steps_per_epoch == 0:
+        raise InputError(f"{len(pairs.indices)} training pairs: fewer than one step of {cfg.batch_size} x {world} ranks x {cfg.grad_accum} micro-steps")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    engine = make_engine(model, cfg, lr_lambda(cfg, steps_per_epoch, total), world_size=world, device=device)
+    settings = {**cfg.to_dict(), "text_source": pairs.text_source}
+    ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out.parent / f"{out.name}.checkpoints"
+    step, history = 0, []
+    if cfg.resume:
+        step, history = checkpoint.load(cfg.resume, engine, settings=settings, rank=rank, world_size=world)
+        log(f"resumed from {checkpoint.find(cfg.resume)} at step {step}")
+    else:
+        torch.manual_seed(cfg.seed * 1000 + rank)  # drop-path/dropout masks differ per rank, fixed per seed
+    if rank == 0:
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"{len(pairs.indices)} pairs ({pairs.text_source}), {pairs.excluded} excluded by fold, {pairs.rejects.height} rejected; "
+            f"{n_params / 1e6:.1f}M parameters, {engine.name} engine, {world} rank(s), {total} steps of {cfg.batch_size * world * cfg.grad_accum}")
+
+    data = PairDataset(ds.artifact.file("waveforms.npy"), pairs, fs=cfg.fs, crop=crop, seed=cfg.seed, aug=Augment() if cfg.augment else None)
+    sampler = PositionSampler(len(pairs.indices), batch_size=cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
+                              start=step * cfg.grad_accum, stop=total * cfg.grad_accum)
+    loader = make_loader(data, sampler, Collate(model.tokenizer, arch.max_text_tokens), workers=cfg.workers)
+
+    def loss_fn(outputs):
+        return esi_loss(outputs, contrastive_weight=cfg.contrastive_weight, caption_weight=cfg.caption_weight, rank=rank, world_size=world)
+
+    samples_per_step = cfg.batch_size * world * cfg.grad_accum
+    model.train()
+    sums, micro, t0, start_time = [0.0] * len(LOSS_TERMS), 0, time.perf_counter(), time.perf_counter()
+    with _StopFlag() as stop, progress("pretrain", (total - step) * samples_per_step if rank == 0 else 0, unit="samples") as bar:
+        for batch in loader:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            micro += 1
+            boundary = micro % cfg.grad_accum == 0
+            terms = engine.micro_step(batch, loss_fn, boundary=boundary)
+            sums = [s + float(terms[k].detach()) for s, k in zip(sums, LOSS_TERMS, strict=True)]
+            if not boundary:
+                continue
+            lr = engine.lr
+            grad_norm = engine.step()
+            step += 1
+            values = _reduce_mean([s / cfg.grad_accum for s in sums], world)
+            elapsed = time.perf_counter() - t0
+            row = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, **dict(zip(LOSS_TERMS, values, strict=True)),
+                   "temperature": 1.0 / float(terms["logit_scale"]),
+                   "grad_norm": grad_norm, "samples_per_s": samples_per_step / elapsed, "wall_s": time.perf_counter() - start_time}
+            if step % cfg.log_every == 0 or step == total:
+                history.append(row)
+            bar.advance(samples_per_step)
+            sums, t0 = [0.0] * len(LOSS_TERMS), time.perf_counter()
+            if step % cfg.checkpoint_every == 0 or stop.set:
+                tag = checkpoint.save(ckpt_root, engine, step=step, settings=settings, history=history, rank=rank, world_size=world)
+                if stop.set:
+                    raise Interrupted(f"interrupted at step {step}/{total}; checkpoint saved, continue with --resume {tag.parent}")
+    if step < total:
+        raise EsiError(f"data ran out at step {step} of {total}")
+    state = engine.full_state_dict()  # every rank takes part (ZeRO-3 gathers shards)
+    if rank != 0:
+        return None
+    model.eval()
+    last = history[-1] if history else {}
+    inputs = {"dataset": ds.artifact} | ({"captions": pairs.captions} if pairs.captions is not None else {})
+    with ArtifactWriter(out, "model", parameters={**settings, "engine": engine.name, "world_size": world}, inputs=inputs, force=force) as writer:
+        write_model(writer, model, state, history)
+        writer.write_table("rejects.parquet", pairs.rejects)
+        writer.summary.update(
+            steps=step, epochs=round(step / steps_per_epoch, 3), pairs=int(len(pairs.indices)), excluded=pairs.excluded,
+            rejects=pairs.rejects.height, text_source=pairs.text_source, parameters=sum(p.numel() for p in model.parameters()),
+            ecg_size=arch.ecg.size, embed_dim=arch.ecg.embed_dim, fs=cfg.fs, engine=engine.name, world_size=world,
+            final_loss=last.get("loss"), final_contrastive_loss=last.get("contrastive_loss"), final_caption_loss=last.get("caption_loss"),
+            samples_per_s=_median([r["samples_per_s"] for r in history[1:]] or [last.get("samples_per_s", 0.0)]),
+        )
+        return writer.commit()
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return float(values[len(values) // 2]) if values else 0.0
