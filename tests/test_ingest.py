@@ -14,12 +14,11 @@ import numpy as np
 import polars as pl
 import pytest
 import wfdb
+from conftest import CHALLENGE, LUDB, PTBXL, run_esi
 from scipy.io import loadmat
 
 from esi_tools.dataset import Dataset
 from esi_tools.signal.leads import STANDARD_LEADS
-
-from conftest import CHALLENGE, LUDB, PTBXL, run_esi
 
 ESI = str(Path(sys.executable).parent / "esi")
 

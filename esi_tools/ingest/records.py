@@ -77,13 +77,13 @@ def load_record(spec: RecordSpec, opts: ReadOptions) -> tuple[np.ndarray, dict]:
     return np.clip(np.rint(out), -INT16_LIMIT, INT16_LIMIT).astype(np.int16), meta
 
 
-def try_load(args) -> tuple[int, np.ndarray | None, dict | str]:
-    """Pool worker: (index, array or None, metadata or reject reason). Never raises for a bad record."""
-    index, spec, opts = args
+def try_load(args) -> tuple[RecordSpec, np.ndarray | None, dict | str]:
+    """Pool worker: (spec, array or None, metadata or reject reason). Never raises for a bad record."""
+    spec, opts = args
     try:
         array, meta = load_record(spec, opts)
     except RecordError as exc:
-        return index, None, exc.reason
+        return spec, None, exc.reason
     except (OSError, ValueError) as exc:
-        return index, None, f"unreadable record ({type(exc).__name__}: {exc})"
-    return index, array, meta
+        return spec, None, f"unreadable record ({type(exc).__name__}: {exc})"
+    return spec, array, meta
