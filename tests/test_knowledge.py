@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import csv
 import json
+import re
 
 import pytest
+from conftest import CHALLENGE, PTBXL
 
 from esi_tools.errors import InputError
 from esi_tools.knowledge import (
@@ -74,3 +78,116 @@ def test_passage_for_lookup_rules():
     with pytest.raises(InputError, match="unknown code system"):
         passage_for("icd10", "I44.7")
     assert normalize_statement("  Atrial  fibrillation, with RVR! ") == "atrial fibrillation with rvr"
+
+
+# --- coverage: every label system we ingest must resolve -------------------------------------------------
+
+# PhysioNet/CinC Challenge 2021 scored classes (dx_mapping_scored.csv); pairs the Challenge scores as one class
+# must resolve to one passage.
+CHALLENGE_2021_SCORED = [
+    "164889003", "164890007", "6374002", "426627000", "733534002", "713427006", "270492004", "713426002",
+    "39732003", "445118002", "164909002", "251146004", "698252002", "426783006", "284470004", "10370003",
+    "365413008", "427172004", "164947007", "111975006", "164917005", "47665007", "59118001", "427393009",
+    "426177001", "427084000", "63593006", "164934002", "59931005", "17338001",
+]  # fmt: skip
+CHALLENGE_EQUIVALENT = [("733534002", "164909002"), ("713427006", "59118001"), ("284470004", "63593006"),
+                        ("427172004", "17338001")]  # fmt: skip
+
+# Finding ids of the artifact contract for `esi features` (the features engineer may add ids, never rename these).
+CONTRACT_FINDINGS = [
+    "sinus_rhythm", "sinus_tachycardia", "sinus_bradycardia", "irregular_rhythm", "possible_atrial_fibrillation",
+    "absent_p_waves", "first_degree_av_block", "short_pr", "wide_qrs", "incomplete_conduction_delay", "prolonged_qtc",
+    "short_qtc", "left_axis_deviation", "right_axis_deviation", "extreme_axis_deviation", "low_voltage", "lvh_voltage",
+    "rvh_voltage", "st_elevation", "st_depression", "t_wave_inversion", "ectopic_beats", "poor_signal_quality",
+]  # fmt: skip
+
+# Machine-statement phrasings as printed in MIMIC-IV-ECG reports.
+MIMIC_STATEMENTS = [
+    "Sinus rhythm", "Sinus bradycardia", "Sinus tachycardia", "Atrial fibrillation", "Left axis deviation",
+    "Borderline ECG", "Abnormal ECG", "Normal ECG", "Otherwise normal ECG", "Possible anterior infarct - age undetermined",
+    "Inferior infarct - age undetermined", "Septal infarct - age undetermined", "Right bundle branch block",
+    "Left bundle branch block", "1st degree A-V block", "Left ventricular hypertrophy", "Low QRS voltages in limb leads",
+    "Prolonged QT interval", "Nonspecific T wave abnormality", "Poor R wave progression - probable normal variant",
+    "Ventricular premature complex", "Atrial premature complex", "Left anterior fascicular block",
+    "Incomplete right bundle branch block", "Nonspecific intraventricular conduction delay", "Paced rhythm",
+    "--- Age not entered, assumed to be 50 years old for purpose of ECG interpretation ---",
+    "** ** ACUTE MI / STEMI ** **", "Warning: data quality may affect interpretation",
+]  # fmt: skip
+
+
+def _challenge_dx_codes() -> set[str]:
+    codes = set()
+    for header in sorted(CHALLENGE.glob("*/*.hea")):
+        for line in header.read_text().splitlines():
+            key, _, value = line.lstrip("#").partition(":")
+            if key.strip().lower() == "dx":
+                codes.update(c.strip() for c in value.split(",") if c.strip())
+    return codes
+
+
+def test_at_least_150_passages():
+    assert len(load_passages()) >= 150
+
+
+def test_every_ptbxl_statement_resolves():
+    with open(PTBXL / "scp_statements.csv", newline="") as f:
+        codes = [row[""] for row in csv.DictReader(f)]
+    assert len(codes) == 71
+    missing = [c for c in codes if passage_for("scp", c) is None]
+    assert not missing, f"PTB-XL statements without a passage: {missing}"
+
+
+def test_every_statement_used_in_ptbxl_records_resolves():
+    with open(PTBXL / "ptbxl_database.csv", newline="") as f:
+        used = {code for row in csv.DictReader(f) for code in ast.literal_eval(row["scp_codes"])}
+    assert used and not [c for c in used if passage_for("scp", c) is None]
+
+
+def test_every_challenge_dx_code_in_the_shared_data_resolves():
+    codes = _challenge_dx_codes()
+    assert len(codes) > 30  # the headers parsed: these 78 records carry 46 distinct codes
+    missing = sorted(c for c in codes if passage_for("snomed", c) is None)
+    assert not missing, f"Challenge Dx codes without a passage: {missing}"
+
+
+def test_challenge_2021_scored_classes_resolve_and_equivalents_share_a_passage():
+    assert not [c for c in CHALLENGE_2021_SCORED if passage_for("snomed", c) is None]
+    for a, b in CHALLENGE_EQUIVALENT:
+        assert passage_for("snomed", a) == passage_for("snomed", b)
+
+
+def test_every_contract_finding_resolves():
+    assert not [f for f in CONTRACT_FINDINGS if passage_for("finding", f) is None]
+
+
+def test_every_finding_the_features_module_defines_resolves():
+    findings = pytest.importorskip("esi_tools.features.findings")
+    missing = sorted(f for f in findings.FINDINGS if passage_for("finding", f) is None)
+    assert not missing, f"esi features findings without a passage: {missing}"
+
+
+def test_mimic_machine_statements_resolve():
+    assert not [s for s in MIMIC_STATEMENTS if passage_for("mimic", s) is None]
+
+
+def test_non_clinical_statements_map_to_honest_passages_not_diagnoses():
+    by_id = passages_by_id()
+    for statement in (
+        "Interpretation made without knowing patient's gender/age",
+        "Unconfirmed",
+        "Trace only requested",
+    ):
+        passage = by_id[passage_for("mimic", statement)]
+        assert "non-clinical" in passage["title"]
+        assert not passage["codes"]["scp"] and not passage["codes"]["snomed"] and not passage["criteria"]
+        assert "not a diagnosis" in " ".join(passage["differential"])
+
+
+def test_clinical_passages_carry_criteria_with_numbers_leads_and_differential():
+    passages = [p for p in load_passages() if "non-clinical" not in p["title"]]
+    assert all(p["criteria"] and p["differential"] for p in passages)
+    with_numbers = [p for p in passages if any(re.search(r"\d", c) for c in p["criteria"])]
+    assert len(with_numbers) >= 0.75 * len(passages)
+    assert sum(bool(p["leads"]) for p in passages) >= 0.85 * len(passages)
+    texts = [p["text"] for p in passages]
+    assert len(set(texts)) == len(texts)
