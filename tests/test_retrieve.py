@@ -84,9 +84,9 @@ def test_user_markdown_is_chunked_with_source_and_position(tmp_path):
 
     notes = tmp_path / "notes"
     notes.mkdir()
-    (notes / "brugada.md").write_text(
-        "# Brugada pattern\n\nType 1: coved ST elevation of at least 2 mm in V1-V2 followed by a negative T wave.\n\n"
-        "## Differential\n\nIncomplete RBBB and athlete's heart show a saddleback shape instead.\n",
+    (notes / "ward.md").write_text(
+        "# Ward protocol\n\nPage the on-call electrophysiologist for any QTc above 500 ms after a QT-prolonging drug.\n\n"
+        "## Escalation\n\nUnanswered pages go to the cardiology registrar after 15 minutes.\n",
         encoding="utf-8",
     )
     (notes / "ignored.bin").write_bytes(b"\x00\x01")
@@ -95,10 +95,12 @@ def test_user_markdown_is_chunked_with_source_and_position(tmp_path):
     assert result.stdout.strip() == str(tmp_path / "idx")
     index = load_index(tmp_path / "idx")
     mine = index.passages.filter(pl.col("source") != "builtin")
-    assert mine["title"].to_list() == ["Brugada pattern", "Differential"]
+    assert mine["title"].to_list() == ["Ward protocol", "Escalation"]
     assert mine["position"].to_list() == ["line 3", "line 7"]
-    assert mine["source"].to_list() == [str(notes / "brugada.md")] * 2
-    assert index.search("coved ST elevation V1 Brugada", 1)[0][0] == mine["passage_id"][0]
+    assert mine["source"].to_list() == [str(notes / "ward.md")] * 2
+    assert mine["passage_id"].to_list() == ["notes_ward_md-1", "notes_ward_md-2"]
+    assert index.search("page the electrophysiologist on call", 1)[0][0] == "notes_ward_md-1"
+    assert index.search("registrar escalation", 1)[0][0] == "notes_ward_md-2"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +147,7 @@ def test_index_of_wrong_kind_or_other_tokeniser_is_refused(builtin_index, ptbxl_
     old = tmp_path / "old"
     shutil.copytree(builtin_index, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    manifest["parameters"]["tokeniser_version"] = 0
+    manifest["parameters"]["tokeniser_version"] = 99
     (old / "manifest.json").write_text(json.dumps(manifest))
     result = run_esi("retrieve", "search", "LBBB", "--index", str(old))
     assert result.exit_code == 3 and "rebuild it" in result.stderr
@@ -184,8 +186,8 @@ def test_ptbxl_retrieval_artifact(ptbxl_retrieval, ptbxl_dataset):
     assert len(answered) + rejects.height == records.height == summary["records_with_hits"] + summary["rejects"]
     assert rejects.height <= 5, rejects  # every PTB-XL statement has a passage
     per_record = hits.group_by("record_id").agg(pl.col("rank"), pl.col("score"))
-    assert all(r == list(range(1, len(r) + 1)) for r in per_record["rank"])
-    assert all(s == sorted(s, reverse=True) and s[-1] > 0 for s in per_record["score"])
+    assert all(r == list(range(1, len(r) + 1)) for r in per_record["rank"].to_list())
+    assert all(s == sorted(s, reverse=True) and s[-1] > 0 for s in per_record["score"].to_list())
     assert hits["rank"].max() == 5
     # deduplicated: far fewer distinct queries than records; one query string per distinct label set
     assert summary["unique_queries"] == queries["query"].n_unique() < records.height / 2

@@ -1,7 +1,9 @@
 """Corpus sources -> passages: the shipped knowledge base (`builtin`) and the user's Markdown/text files.
 
-A passage is a dict with passage_id, title, text (what downstream shows an LLM), index_text (what BM25 sees:
-text plus names, synonyms and codes, so a query by abbreviation or code finds it), source and position.
+A passage is a dict with passage_id, title, text (what downstream shows an LLM), names (title, synonyms,
+abbreviations, codes and machine phrasings: the names field BM25 weighs on its own, so a query that names a
+concept finds that concept before passages that merely mention it), body (names plus text: what else BM25
+sees), source, position and reference.
 User files are chunked at Markdown headings and then into runs of paragraphs of at most `chunk_words` words,
 so one passage stays about one topic and its position (file, heading, line) can be cited.
 """
@@ -33,8 +35,8 @@ def builtin_passages() -> list[dict]:
             "passage_id": p["id"],
             "title": p["title"],
             "text": text,
-            # names twice: a concept's own names should outweigh a passing mention in another passage's prose
-            "index_text": "\n".join([*names, *names, text]),
+            "names": "\n".join(names),
+            "body": "\n".join([*names, text]),
             "source": BUILTIN,
             "position": f"{p.get('area', '')}:{p['id']}",
             "reference": p["reference"],
@@ -103,7 +105,8 @@ def file_passages(path: Path, *, chunk_words: int, root: Path | None = None) -> 
             "passage_id": f"{slug}-{n}",
             "title": title,
             "text": body,
-            "index_text": f"{heading}\n{body}" if heading else body,
+            "names": heading,
+            "body": f"{heading}\n{body}" if heading else body,
             "source": str(path),
             "position": f"line {line}",
             "reference": f"{path.name}, line {line}",
