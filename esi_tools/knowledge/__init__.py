@@ -7,6 +7,12 @@ ids, no code claimed by two passages), so a bad edit fails loudly at the first u
 `passage_for(system, code)` maps a label to the passage that explains it: `scp` (PTB-XL statement codes),
 `snomed` (PhysioNet Challenge SNOMED-CT ids), `finding` (`esi features` finding ids) and `mimic`
 (MIMIC-IV-ECG machine-statement phrasings, matched case- and punctuation-insensitively).
+
+Adding a passage: append one JSON line to the file of its area, in our own words, with criteria carrying
+numbers, the leads, a differential and a citable reference (book or guideline plus section). A code may
+belong to one passage only; the Challenge's equivalent SNOMED pairs (e.g. 164909002 and 733534002) share
+one. Administrative statements (age not entered, unconfirmed report) get a passage whose title says
+"non-clinical" and which carries no criteria and no diagnostic codes, so nothing maps them to a diagnosis.
 """
 
 from __future__ import annotations
