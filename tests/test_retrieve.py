@@ -153,6 +153,29 @@ def test_index_of_wrong_kind_or_other_tokeniser_is_refused(builtin_index, ptbxl_
     assert result.exit_code == 3 and "rebuild it" in result.stderr
 
 
+def test_exact_names_are_pinned_and_short_names_are_not(builtin_index):
+    from esi_tools.knowledge import passage_for
+    from esi_tools.retrieve.index import load_index
+
+    index = load_index(builtin_index)
+    norm = passage_for("scp", "NORM")
+    # pure BM25 prefers the longer "otherwise normal ECG" passage for "Normal ECG"; the name pins its own passage
+    assert index.search("Normal ECG", 3, exact=False)[0][0] != norm
+    pinned = index.search("normal ecg!", 3)
+    assert pinned[0][0] == norm and pinned[0][1] > 0 and len({p for p, _ in pinned}) == 3
+    assert "st" not in index.exact and "pr" not in index.exact  # too short to override BM25
+
+
+def test_round_robin_gives_every_part_a_slot_before_any_gets_two():
+    from esi_tools.retrieve.fuse import round_robin
+
+    positions = np.array([[0, 1, 2], [3, 0, 4], [-1, -1, -1]])
+    scores = np.array([[9.0, 8.0, 7.0], [2.0, 1.5, 1.0], [0.0, 0.0, 0.0]])
+    assert round_robin([0, 1, 2], positions, scores, 3) == [(0, 9.0, 0), (3, 2.0, 1), (1, 8.0, 0)]
+    assert round_robin([1, 0], positions, scores, 10) == [(0, 9.0, 0), (3, 2.0, 1), (1, 8.0, 0), (2, 7.0, 0), (4, 1.0, 1)]
+    assert round_robin([2], positions, scores, 3) == []
+
+
 # ---------------------------------------------------------------- queries
 def test_queries_translate_codes_and_never_use_german_reports():
     from esi_tools.knowledge import passage_for, passages_by_id
@@ -185,10 +208,13 @@ def test_ptbxl_retrieval_artifact(ptbxl_retrieval, ptbxl_dataset):
     assert answered.isdisjoint(rejects["record_id"].to_list())
     assert len(answered) + rejects.height == records.height == summary["records_with_hits"] + summary["rejects"]
     assert rejects.height <= 5, rejects  # every PTB-XL statement has a passage
-    per_record = hits.group_by("record_id").agg(pl.col("rank"), pl.col("score"))
+    per_record = hits.group_by("record_id").agg(pl.col("rank"), pl.col("passage_id").n_unique().alias("distinct"))
     assert all(r == list(range(1, len(r) + 1)) for r in per_record["rank"].to_list())
-    assert all(s == sorted(s, reverse=True) and s[-1] > 0 for s in per_record["score"].to_list())
-    assert hits["rank"].max() == 5
+    assert (per_record["distinct"] == per_record["rank"].list.len()).all()  # no passage twice for a record
+    assert hits["rank"].max() == 5 and hits["score"].min() > 0
+    # every hit names the query part that retrieved it, and that part is in the record's query
+    with_query = hits.join(queries, on="record_id")
+    assert all(part in query.split("; ") for part, query in with_query.select("query_part", "query").iter_rows())
     # deduplicated: far fewer distinct queries than records; one query string per distinct label set
     assert summary["unique_queries"] == queries["query"].n_unique() < records.height / 2
     assert set(passages["passage_id"].to_list()) == set(hits["passage_id"].to_list())
@@ -203,7 +229,8 @@ def test_ptbxl_retrieval_artifact(ptbxl_retrieval, ptbxl_dataset):
     labelled = [(r, [passage_for("scp", c) for c in labels]) for r, labels in
                 zip(records["record_id"], records["labels"], strict=True)]
     covered = [p in own.get(r, []) for r, ps in labelled for p in ps if p]
-    assert np.mean(covered) > 0.75, f"label passage in top-5 for only {np.mean(covered):.2%} of labels"
+    # measured 97%: parts are retrieved separately and fused round robin, a statement's own passage is pinned
+    assert np.mean(covered) > 0.95, f"label passage in top-5 for only {np.mean(covered):.2%} of labels"
 
 
 def test_cli_default_run_forms_and_stdin(ptbxl_dataset, builtin_index, tmp_path, ptbxl_retrieval):

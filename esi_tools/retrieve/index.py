@@ -13,6 +13,11 @@ Both BM25Okapi models are folded into one sparse term x passage weight matrix (i
 normalised), so a batch of queries is scored with one sparse product instead of rank-bm25's Python loop per
 query term and passage. `BM25Index.bm25_scores` is rank-bm25's own scorer, kept for tests that hold the
 two equal.
+
+On top of BM25, a query that is exactly one passage's name (title, synonym, code or machine phrasing; case and
+punctuation folded, unambiguous, longer than two characters) is pinned to that passage at rank 1: a statement
+the knowledge base defines must retrieve its own definition first, whatever the word statistics say. BM25 still
+fills the other slots and decides every query that is not a name. `exact=False` gives pure BM25.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from ..artifacts import ArtifactWriter, open_artifact
 from ..console import log
 from ..errors import ArtifactError
+from ..knowledge import normalize_statement
 from .tokenise import TOKENISER_VERSION, tokenise
 
 KIND = "retrieval-index"
@@ -59,9 +65,10 @@ def build_index(config: IndexConfig, corpora: list[str], out: Path, *, force: bo
         log(f"skipped {len(empty)} passages with no indexable word: {', '.join(empty[:5])}")
     columns = ["passage_id", "title", "text", "source", "position", "reference"]
     table = pl.DataFrame({c: [passages[i][c] for i in keep] for c in columns}, schema={c: pl.String for c in columns})
+    table = table.with_columns(pl.Series("names", [passages[i]["names"] for i in keep], dtype=pl.List(pl.String)))
     corpus = pl.DataFrame(
         {"passage_id": table["passage_id"], "tokens": [tokens[i] for i in keep],
-         "name_tokens": [tokenise(passages[i]["names"]) for i in keep]},
+         "name_tokens": [tokenise("\n".join(passages[i]["names"])) for i in keep]},
         schema={"passage_id": pl.String, "tokens": pl.List(pl.String), "name_tokens": pl.List(pl.String)},
     )
     parameters = {**asdict(config), "corpora": list(corpora), "tokeniser_version": TOKENISER_VERSION}
@@ -100,6 +107,7 @@ class BM25Index:
         self.weights = self._weights(self.bm25, 1.0)
         if self.bm25_names is not None and self.name_weight:
             self.weights = (self.weights + self._weights(self.bm25_names, self.name_weight)).tocsr()
+        self.exact = _exact_names(passages["names"].to_list())
 
     def _weights(self, bm25, factor: float):
         """BM25Okapi's per (term, passage) contribution as a sparse matrix, times `factor`."""
@@ -156,9 +164,26 @@ class BM25Index:
             score[start : start + len(block)] = np.where(best >= 0, best_scores, 0.0)
         return index, score
 
-    def search(self, text: str, top_k: int = 5) -> list[tuple[str, float]]:
+    def search_texts(self, texts: list[str], top_k: int, *, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Like search_tokens, from query texts; with `exact`, a query naming a passage gets it at rank 1."""
+        tokens = [tokenise(t) for t in texts]
+        index, score = self.search_tokens(tokens, top_k)
+        if not exact:
+            return index, score
+        for row, text in enumerate(texts):
+            pinned = self.exact.get(normalize_statement(text))
+            if pinned is None or index[row, 0] == pinned:
+                continue
+            own = float((self.query_matrix([tokens[row]]) @ self.weights[:, [pinned]]).toarray()[0, 0])
+            rest = [(i, s) for i, s in zip(index[row], score[row], strict=True) if i != pinned]
+            kept = [(pinned, own), *rest][: index.shape[1]]
+            index[row] = [i for i, _ in kept]
+            score[row] = [s for _, s in kept]
+        return index, score
+
+    def search(self, text: str, top_k: int = 5, *, exact: bool = True) -> list[tuple[str, float]]:
         """One free-text query -> [(passage_id, score)] best first, only passages that match at all."""
-        index, score = self.search_tokens([tokenise(text)], top_k)
+        index, score = self.search_texts([text], top_k, exact=exact)
         return [(self.ids[i], float(s)) for i, s in zip(index[0], score[0], strict=True) if i >= 0]
 
     def bm25_scores(self, text: str) -> np.ndarray:
@@ -168,6 +193,16 @@ class BM25Index:
         if self.bm25_names is not None:
             scores = scores + self.name_weight * self.bm25_names.get_scores(tokens)
         return scores
+
+
+def _exact_names(names: list[list[str]]) -> dict[str, int]:
+    """Folded name -> passage index, for names that belong to one passage only and are not 1-2 letters
+    ("ST", "PR", "AF" are too ambiguous to override BM25: ST segment or sinus tachycardia?)."""
+    owners: dict[str, set[int]] = {}
+    for i, these in enumerate(names):
+        for name in these or ():
+            owners.setdefault(normalize_statement(name), set()).add(i)
+    return {name: next(iter(o)) for name, o in owners.items() if len(o) == 1 and len(name.replace(" ", "")) > 2}
 
 
 def load_index(path: str | Path) -> BM25Index:

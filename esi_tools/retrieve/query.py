@@ -100,7 +100,7 @@ def statement_descriptions(dataset) -> dict[str, str]:
 
 
 def record_queries(frame, builder: QueryBuilder):
-    """records (record_id, label_system, labels, report, findings) -> (record_id, query, unknown), in order.
+    """records (record_id, label_system, labels, report, findings) -> (record_id, parts, query, unknown).
 
     Distinct (label system, sorted labels, report, findings) combinations are found with polars and each is
     translated once; `unknown` lists the codes that could not be translated for that record.
@@ -123,13 +123,14 @@ def record_queries(frame, builder: QueryBuilder):
         ).alias("_key")
     )
     combos = keyed.unique("_key", keep="first", maintain_order=True)
-    queries, unknowns = [], []
+    parts, queries, unknowns = [], [], []
     for system, labels, report, findings in combos.select("label_system", "labels", "report", "findings").iter_rows():
-        text, unknown = builder.query(system, labels, report, findings)
-        queries.append(text)
+        these, unknown = builder.parts(system, labels, report, findings)
+        parts.append(these)
+        queries.append(SEPARATOR.join(these))
         unknowns.append(unknown)
     translated = pl.DataFrame(
-        {"_key": combos["_key"], "query": queries, "unknown": unknowns},
-        schema={"_key": pl.String, "query": pl.String, "unknown": pl.List(pl.String)},
+        {"_key": combos["_key"], "parts": parts, "query": queries, "unknown": unknowns},
+        schema={"_key": pl.String, "parts": pl.List(pl.String), "query": pl.String, "unknown": pl.List(pl.String)},
     )
     return keyed.select("record_id", "_key").join(translated, on="_key", how="left", maintain_order="left").drop("_key")

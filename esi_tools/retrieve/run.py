@@ -1,9 +1,13 @@
 """`esi retrieve`: a dataset (+ optional features) and an index -> the top-k passages per record.
 
-Writes a `retrieval` artifact: hits.parquet (record_id, rank, passage_id, score; rank 1 = best),
-queries.parquet (record_id, query), passages.parquet (every passage that appears in hits, with its text, so
-captioning needs no index) and rejects.parquet (record_id, reason: records that yield no query or no hit).
-Each distinct query is tokenised and scored once; records are joined back to their query's hits.
+Writes a `retrieval` artifact: hits.parquet (record_id, rank, passage_id, score, query_part; rank 1 = best,
+score = BM25 score of the passage for the query part that retrieved it), queries.parquet (record_id, query),
+passages.parquet (every passage that appears in hits, with its text, so captioning needs no index) and
+rejects.parquet (record_id, reason: records that yield no query or no hit).
+
+Cost grows with distinct queries, not records: each distinct query part (a statement, a finding) is tokenised
+and scored once, each distinct query is fused once from its parts (fuse.py), and records are joined back to
+their query's hits.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import numpy as np
 from ..artifacts import ArtifactWriter, open_artifact
 from ..console import log, warn
 from ..errors import ArtifactError, InputError
+from .fuse import round_robin
 from .index import load_index
-from .tokenise import tokenise
 
 KIND = "retrieval"
 
@@ -68,27 +72,36 @@ def retrieve(config: RetrieveConfig, dataset_path: Path, index_path: Path, out: 
         records = records.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("findings"))
 
     queries = record_queries(records, QueryBuilder(statement_descriptions(dataset)))
-    unique = queries.filter(pl.col("query") != "").select("query").unique(maintain_order=True)
-    unique = unique.with_row_index("qid")
-    log(f"{records.height} records -> {unique.height} distinct queries")
-    positions, scores = index.search_tokens([tokenise(q) for q in unique["query"].to_list()], config.top_k)
+    unique = queries.filter(pl.col("query") != "").unique("query", keep="first", maintain_order=True)
+    unique = unique.select("query", "parts").with_row_index("qid")
+    part_texts = list(dict.fromkeys(p for ps in unique["parts"].to_list() for p in ps))
+    part_row = {p: i for i, p in enumerate(part_texts)}
+    log(f"{records.height} records -> {unique.height} distinct queries, {len(part_texts)} distinct parts")
+    positions, scores = index.search_texts(part_texts, config.top_k)
 
-    k = positions.shape[1]
-    qid = np.repeat(np.arange(len(positions), dtype=np.uint32), k)
-    flat, flat_scores = positions.ravel(), scores.ravel()
-    found = flat >= 0
+    columns: dict[str, list] = {"qid": [], "rank": [], "passage": [], "score": [], "part": []}
+    for qid, parts in unique.select("qid", "parts").iter_rows():
+        for rank, (passage, score, part) in enumerate(round_robin([part_row[p] for p in parts], positions, scores,
+                                                                  config.top_k), start=1):
+            columns["qid"].append(qid)
+            columns["rank"].append(rank)
+            columns["passage"].append(passage)
+            columns["score"].append(score)
+            columns["part"].append(part)
     ids = np.asarray(index.ids, dtype=object)
+    texts = np.asarray(part_texts, dtype=object)
     per_query = pl.DataFrame({
-        "qid": qid[found],
-        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(positions))[found],
-        "passage_id": pl.Series(ids[flat[found]].tolist() if found.any() else [], dtype=pl.String),
-        "score": flat_scores[found],
+        "qid": pl.Series(columns["qid"], dtype=pl.UInt32),
+        "rank": pl.Series(columns["rank"], dtype=pl.Int32),
+        "passage_id": pl.Series(ids[columns["passage"]].tolist(), dtype=pl.String),
+        "score": pl.Series(columns["score"], dtype=pl.Float64),
+        "query_part": pl.Series(texts[columns["part"]].tolist(), dtype=pl.String),
     })
-    record_qid = queries.join(unique, on="query", how="left", maintain_order="left")
+    record_qid = queries.join(unique.select("query", "qid"), on="query", how="left", maintain_order="left")
     hits = (
         record_qid.select("record_id", "qid").filter(pl.col("qid").is_not_null())
         .join(per_query, on="qid", how="inner", maintain_order="left_right")
-        .select("record_id", "rank", "passage_id", "score")
+        .select("record_id", "rank", "passage_id", "score", "query_part")
     )
 
     matched = set(per_query["qid"].unique().to_list())
@@ -109,6 +122,7 @@ def retrieve(config: RetrieveConfig, dataset_path: Path, index_path: Path, out: 
         writer.summary.update({
             "records": records.height,
             "unique_queries": unique.height,
+            "unique_query_parts": len(part_texts),
             "records_with_hits": records.height - rejects.height,
             "hits": hits.height,
             "rejects": rejects.height,
