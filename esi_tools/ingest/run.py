@@ -6,6 +6,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +175,8 @@ def _count_patients(records: Path) -> int:
 
 def _read_all(items, opts: ReadOptions, workers: int):
     """(spec or reject path, int16 array or None, metadata or reject reason) in listing order."""
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    # spawn, not fork: a forked child can inherit a lock held by one of polars' threads and hang forever
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) if workers > 1 else None
     try:
         while block := list(islice(items, BLOCK)):  # bounded in flight: memory stays flat at any dataset size
             specs = [item for item in block if isinstance(item, RecordSpec)]
