@@ -289,3 +289,50 @@ def test_ludb_free_text_queries(ludb_dataset, builtin_index, tmp_path):
     assert queries.height == 200 and queries["query"].str.contains("(?i)rhythm").all()
     hits = art.table("hits.parquet")
     assert hits["rank"].max() == 2 and hits["record_id"].n_unique() == 200
+
+
+# ---------------------------------------------------------------- features
+@pytest.fixture(scope="module")
+def ptbxl_features(ptbxl_dataset, tmp_path_factory) -> Path:
+    """`esi features` on the first 40 real PTB-XL records (the rest have no features row)."""
+    from esi_tools.features.run import FeaturesConfig, features
+
+    return features(FeaturesConfig(workers=1, limit=40), ptbxl_dataset, tmp_path_factory.mktemp("feat") / "features")
+
+
+def test_features_findings_join_the_queries(ptbxl_dataset, builtin_index, ptbxl_features, ptbxl_retrieval, tmp_path):
+    from esi_tools.artifacts import open_artifact
+    from esi_tools.knowledge import passage_for, passages_by_id
+
+    result = run_esi("retrieve", str(ptbxl_dataset), "--index", str(builtin_index), "--features", str(ptbxl_features),
+                     "--out", str(tmp_path / "ret"))
+    assert result.exit_code == 0, result.stderr
+    assert "have no row in the features artifact" in result.stderr  # 1,947 records queried without findings
+    art = open_artifact(tmp_path / "ret", "retrieval")
+    assert art.parameters["features"] is True
+    assert [i["role"] for i in art.manifest["inputs"]] == ["dataset", "index", "features"]
+    titles = {pid: p["title"] for pid, p in passages_by_id().items()}
+    findings = open_artifact(ptbxl_features, "features").table("features.parquet").select("record_id", "findings")
+    queries = dict(art.table("queries.parquet").iter_rows())
+    plain = dict(pl.read_parquet(ptbxl_retrieval / "queries.parquet").iter_rows())
+    added = 0
+    for record_id, found in findings.iter_rows():
+        parts = {p.lower() for p in queries[record_id].split("; ")}
+        for finding in found:
+            assert titles[passage_for("finding", finding)].lower() in parts, (record_id, finding, queries[record_id])
+        added += queries[record_id] != plain[record_id]
+    assert added >= 10, "findings changed almost no query"
+    untouched = [r for r in plain if r not in set(findings["record_id"].to_list())]
+    assert all(queries[r] == plain[r] for r in untouched)
+
+
+def test_features_of_another_dataset_are_refused(ptbxl_dataset, builtin_index, ptbxl_features, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(ptbxl_features, other)
+    table = pl.read_parquet(other / "features.parquet")
+    table.with_columns(pl.col("record_id") + "-elsewhere").write_parquet(other / "features.parquet")
+    result = run_esi("retrieve", str(ptbxl_dataset), "--index", str(builtin_index), "--features", str(other),
+                     "--out", str(tmp_path / "ret"))
+    assert result.exit_code == 2 and "no record_id in common" in result.stderr
