@@ -1,0 +1,89 @@
+"""Blocks (headings, text, tables, images) rendered twice: a self-contained HTML page and Markdown."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Page:
+    title: str
+    blocks: list[tuple] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("h", level, text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, header: list[str], rows: list[list]) -> None:
+        self.blocks.append(("table", header, [[_cell(v) for v in row] for row in rows]))
+
+    def markdown_table(self, text: str) -> None:
+        """A pipe table written by another artifact (e.g. a probe's results.md)."""
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip().startswith("|")]
+        if len(lines) >= 2:
+            split = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+            self.blocks.append(("table", split[0], split[2:]))
+
+    def image(self, name: str, png: bytes, caption: str) -> None:
+        self.images[name] = png
+        self.blocks.append(("img", name, caption))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}h1{border-bottom:2px solid #4472c4}h2{margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:0.3em 0.6em;
+text-align:left;vertical-align:top}th{background:#f0f4fa}figure{margin:1em 0}img{max-width:100%}
+figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5;padding:0 0.2em}
+"""
+
+
+def to_html(page: Page) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{html.escape(page.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+           f"<h1>{html.escape(page.title)}</h1>"]
+    for block in page.blocks:
+        if block[0] == "h":
+            out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif block[0] == "p":
+            out.append(f"<p>{html.escape(block[1])}</p>")
+        elif block[0] == "table":
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block[1]) + "</tr></thead><tbody>")
+            out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2]]
+            out.append("</tbody></table>")
+        elif block[0] == "img":
+            data = base64.b64encode(page.images[block[1]]).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
+                       f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def to_markdown(page: Page) -> str:
+    out = [f"# {page.title}", ""]
+    for block in page.blocks:
+        if block[0] == "h":
+            out += ["#" * block[1] + " " + block[2], ""]
+        elif block[0] == "p":
+            out += [block[1], ""]
+        elif block[0] == "table":
+            out.append("| " + " | ".join(block[1]) + " |")
+            out.append("|" + "---|" * len(block[1]))
+            out += ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in block[2]]
+            out.append("")
+        elif block[0] == "img":
+            out += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(out)
