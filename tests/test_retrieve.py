@@ -336,3 +336,41 @@ def test_features_of_another_dataset_are_refused(ptbxl_dataset, builtin_index, p
     result = run_esi("retrieve", str(ptbxl_dataset), "--index", str(builtin_index), "--features", str(other),
                      "--out", str(tmp_path / "ret"))
     assert result.exit_code == 2 and "no record_id in common" in result.stderr
+
+
+def test_mimic_statements_are_used_as_written_with_their_passage_title():
+    from esi_tools.knowledge import passage_for, passages_by_id
+    from esi_tools.retrieve.query import QueryBuilder
+
+    statements = ["Sinus rhythm", "** ** ACUTE MI / STEMI ** **", "Abnormal ECG"]
+    parts, unknown = QueryBuilder().parts("mimic-statement", statements, "; ".join(statements), [])
+    stemi = passages_by_id()[passage_for("mimic", "ACUTE MI / STEMI")]["title"]
+    assert parts == ["Sinus rhythm", "** ** ACUTE MI / STEMI ** **", stemi, "Abnormal ECG"] and unknown == []
+
+
+def test_challenge_snomed_codes_resolve(builtin_index, tmp_path):
+    """Real PhysioNet Challenge 2021 headers: every SNOMED Dx code becomes words, no record is rejected."""
+    from conftest import CHALLENGE
+
+    from esi_tools.artifacts import open_artifact
+    from esi_tools.ingest.run import IngestConfig, ingest
+    from esi_tools.retrieve.run import RetrieveConfig, retrieve
+
+    dataset = ingest(IngestConfig(kind="challenge", fs=100, workers=1), CHALLENGE / "cinc2021", tmp_path / "ds")
+    art = open_artifact(retrieve(RetrieveConfig(top_k=3), dataset, builtin_index, tmp_path / "ret"), "retrieval")
+    records = open_artifact(dataset, "dataset").table("records.parquet")
+    assert art.summary["unknown_codes"] == {} and art.summary["rejects"] == 0
+    queries = art.table("queries.parquet")
+    assert queries.height == records.height and not queries["query"].str.contains(r"\d{6,}").any()
+
+
+def test_same_file_twice_is_indexed_once(tmp_path):
+    from esi_tools.retrieve.corpus import collect
+
+    note = tmp_path / "note.md"
+    note.write_text("# QT drugs\n\nSotalol and dofetilide prolong the QT interval.\n", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    passages = collect([str(note), str(tmp_path), "builtin", "builtin"], chunk_words=200)
+    mine = [p for p in passages if p["source"] != "builtin"]
+    assert [p["passage_id"] for p in mine] == ["note_md-1"]
+    assert len(passages) - len(mine) == len({p["passage_id"] for p in passages if p["source"] == "builtin"})

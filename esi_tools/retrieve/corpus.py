@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..console import warn
 from ..errors import InputError
 
 BUILTIN = "builtin"
@@ -119,9 +120,21 @@ def collect(corpora: list[str], *, chunk_words: int) -> list[dict]:
     if not corpora:
         raise InputError("no corpus given: pass `builtin` and/or Markdown/text files or directories")
     passages: list[dict] = []
+    seen_files: set[Path] = set()
+
+    def add_file(path: Path, root: Path | None = None) -> None:
+        if path.resolve() in seen_files:  # a file named twice (or inside a named directory) is indexed once
+            return
+        seen_files.add(path.resolve())
+        chunks = file_passages(path, chunk_words=chunk_words, root=root)
+        if not chunks:
+            warn(f"{path}: no text, skipped")
+        passages.extend(chunks)
+
     for item in corpora:
         if item == BUILTIN:
-            passages.extend(builtin_passages())
+            if not any(p["source"] == BUILTIN for p in passages):
+                passages.extend(builtin_passages())
             continue
         path = Path(item)
         if path.is_dir():
@@ -129,9 +142,9 @@ def collect(corpora: list[str], *, chunk_words: int) -> list[dict]:
             if not files:
                 raise InputError(f"{path}: no text files ({', '.join(TEXT_SUFFIXES)}) in this directory")
             for f in files:
-                passages.extend(file_passages(f, chunk_words=chunk_words, root=path.parent))
+                add_file(f, root=path.parent)
         elif path.is_file():
-            passages.extend(file_passages(path, chunk_words=chunk_words))
+            add_file(path)
         else:
             raise InputError(f"{item}: no such file or directory (a CORPUS is `builtin`, a file or a directory)")
     if not passages:
