@@ -260,7 +260,9 @@ def test_unknown_statements_and_empty_labels_go_to_rejects(ptbxl_dataset, builti
 
     source = open_artifact(ptbxl_dataset, "dataset")
     records = source.table("records.parquet").head(6).with_columns(
-        pl.Series("labels", [["NOT_A_CODE"], [], ["NOT_A_CODE", "IRBBB"], ["SR"], ["NORM"], ["AFIB"]])
+        pl.Series("labels", [["NOT_A_CODE"], [], ["NOT_A_CODE", "IRBBB"], ["SR"], ["NORM"], ["zzqx blorp"]]),
+        pl.Series("label_system", ["scp"] * 5 + ["text"]),
+        pl.Series("report", [""] * 5 + ["zzqx blorp"]),
     )
     with ArtifactWriter(tmp_path / "ds", "dataset", parameters=source.parameters) as writer:
         writer.write_table("records.parquet", records)
@@ -273,9 +275,10 @@ def test_unknown_statements_and_empty_labels_go_to_rejects(ptbxl_dataset, builti
     reasons = dict(art.table("rejects.parquet").iter_rows())
     ids = records["record_id"].to_list()
     assert reasons == {ids[0]: "no query: unknown statements scp:NOT_A_CODE",
-                       ids[1]: "no query: no labels, English report text or findings"}
+                       ids[1]: "no query: no labels, English report text or findings",
+                       ids[5]: "no passage shares a word with the query 'zzqx blorp'"}
     assert art.summary["unknown_codes"] == {"scp:NOT_A_CODE": 2}
-    assert set(art.table("hits.parquet")["record_id"].to_list()) == set(ids[2:])
+    assert set(art.table("hits.parquet")["record_id"].to_list()) == set(ids[2:5])
 
 
 def test_ludb_free_text_queries(ludb_dataset, builtin_index, tmp_path):

@@ -75,10 +75,6 @@ class QueryBuilder:
             add(title)
         return parts, unknown
 
-    def query(self, label_system, labels, report, findings) -> tuple[str, list[str]]:
-        parts, unknown = self.parts(label_system, labels, report, findings)
-        return SEPARATOR.join(parts), unknown
-
 
 def _finding_titles() -> dict[str, str]:
     """Finding id -> title from `esi features`' catalogue, when that module is installed (fallback only)."""

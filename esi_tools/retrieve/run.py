@@ -137,13 +137,13 @@ def _rejects(record_qid, matched: set[int]):
     """Records with no query (nothing to say, or only untranslatable codes) or whose query matched nothing."""
     import polars as pl
 
-    rows = []
-    for record_id, query, unknown, qid in record_qid.select("record_id", "query", "unknown", "qid").iter_rows():
-        if not query:
-            if unknown:
-                rows.append((record_id, f"no query: unknown statements {', '.join(unknown)}"))
-            else:
-                rows.append((record_id, "no query: no labels, English report text or findings"))
-        elif qid not in matched:
-            rows.append((record_id, f"no passage shares a word with the query {query!r}"))
-    return pl.DataFrame(rows, schema={"record_id": pl.String, "reason": pl.String}, orient="row")
+    no_query = pl.col("query").fill_null("") == ""
+    reason = (
+        pl.when(no_query & (pl.col("unknown").list.len() > 0))
+        .then(pl.lit("no query: unknown statements ") + pl.col("unknown").list.join(", "))
+        .when(no_query)
+        .then(pl.lit("no query: no labels, English report text or findings"))
+        .otherwise(pl.lit("no passage shares a word with the query '") + pl.col("query") + pl.lit("'"))
+    )
+    bad = no_query | ~pl.col("qid").is_in(list(matched))
+    return record_qid.filter(bad).select(pl.col("record_id"), reason.alias("reason"))
