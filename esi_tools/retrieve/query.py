@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..knowledge import passage_for, passages_by_id
 
 SEPARATOR = "; "  # between the parts of one query; tokenisation ignores it, a reader sees the parts
-_SENTENCE = re.compile(r"[.;\n]+\s*")
+_SENTENCE = re.compile(r"(?:[;\n]|\.(?=\s|$))+\s*")  # ". " ends a sentence, "0.1 mV" does not
 _UNIT_SEP = "\x1f"  # joins list items into a dedup key: a control character no label contains
 _FIELD_SEP = "\x1e"
 
