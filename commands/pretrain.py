@@ -44,6 +44,7 @@ def pretrain(
     bf16: bool = typer.Option(None, "--bf16/--fp32", help="bf16 mixed precision (GPU)."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Optimizer steps between checkpoints."),
     checkpoint_dir: Path = typer.Option(None, "--checkpoint-dir", help="Default: <out>.checkpoints."),
+    stop_after: int = typer.Option(None, "--stop-after", help="Checkpoint and stop at this step (exit 130), e.g. for time-limited jobs."),
     resume: Path = typer.Option(None, "--resume", help="Checkpoint directory to continue from."),
     out: Path = OutOption,
     force: bool = ForceOption,
@@ -66,7 +67,7 @@ def pretrain(
         decay_epochs=decay_epochs, clip_grad=clip_grad, contrastive_weight=contrastive_weight,
         caption_weight=caption_weight, seed=seed, workers=workers, deepspeed=str(deepspeed) if deepspeed else None,
         bf16=bf16, checkpoint_every=checkpoint_every, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-        resume=str(resume) if resume else None,
+        stop_after=stop_after, resume=str(resume) if resume else None,
     )
     cfg = build_config(profile, config, flags)
     data = resolve_input(dataset)

@@ -55,6 +55,7 @@ class CaptionDecoder(nn.Module):
     def __init__(self, *, vocab_size: int, width: int, layers: int, heads: int, memory_dim: int, max_len: int, dropout: float):
         super().__init__()
         self.token = nn.Embedding(vocab_size, width)
+        nn.init.normal_(self.token.weight, std=0.02)  # GPT-2 init: the tied head starts near uniform (loss ~ ln V)
         self.position = nn.Parameter(torch.randn(max_len, width) * 0.01)
         self.memory_proj = nn.Linear(memory_dim, width)
         layer = nn.TransformerDecoderLayer(
@@ -87,7 +88,8 @@ class ESIModel(nn.Module):
             heads=config.decoder_heads, memory_dim=self.ecg.width, max_len=config.max_text_tokens,
             dropout=config.decoder_dropout,
         )
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
+        # shape (1,), not a scalar: DeepSpeed broadcasts parameters through a byte view, which 0-d tensors lack
+        self.log_scale = nn.Parameter(torch.full((1,), math.log(1 / INIT_TEMPERATURE)))
 
     @classmethod
     def create(cls, config: ESIConfig) -> ESIModel:

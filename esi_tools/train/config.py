@@ -42,6 +42,7 @@ class PretrainConfig:
     # ---- checkpoints
     checkpoint_every: int = 500  # optimizer steps between checkpoints (also saved on interrupt)
     checkpoint_dir: str | None = None  # None = <out>.checkpoints next to the artifact
+    stop_after: int | None = None  # checkpoint and stop at this step, as on an interrupt (time-limited jobs)
     resume: str | None = None  # checkpoint dir to continue from (model, optimizer, scheduler, RNG, data position)
     log_every: int = 1  # steps between log rows (one row per step keeps curves exact on small runs)
 
@@ -63,8 +64,9 @@ class PretrainConfig:
         for name in ("batch_size", "grad_accum", "epochs", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError("--max-steps must be >= 1")
+        for name in ("max_steps", "stop_after"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
         return self
 
 

@@ -167,7 +167,8 @@ class DeepSpeedEngine:
         )
         self.module, self.cfg, self.device = self.engine.module, cfg, device
         self.dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-        log(f"DeepSpeed ZeRO stage {self.stage}, world size {world_size}, {'bf16' if cfg.bf16 else 'fp32'}")
+        if dist.get_rank() == 0:
+            log(f"DeepSpeed ZeRO stage {self.stage}, world size {world_size}, {'bf16' if cfg.bf16 else 'fp32'}")
 
     def micro_step(self, batch: dict, loss_fn, *, boundary: bool) -> dict:
         """DeepSpeed scales by the accumulation steps and acts at the boundary inside engine.step()."""

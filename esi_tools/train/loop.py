@@ -90,6 +90,8 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
     out = Path(out)
     if rank == 0 and out.exists() and not force:
         raise InputError(f"{out} already exists (pass --force to replace it)")
+    if cfg.resume:
+        checkpoint.find(cfg.resume)  # a wrong path fails now, not after the model is built
     ds = Dataset.open(dataset_path)
     if abs(ds.fs - cfg.fs) > 1e-6:
         raise InputError(f"{dataset_path}: dataset is at {ds.fs:g} Hz but this run expects --fs {cfg.fs:g} (ingest with --fs {cfg.fs:g}, or pass --fs {ds.fs:g})")
@@ -147,10 +149,12 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
                 history.append(row)
             bar.advance(samples_per_step)
             sums, t0 = [0.0] * len(LOSS_TERMS), time.perf_counter()
+            if cfg.stop_after is not None and step >= cfg.stop_after and step < total:
+                stop.set = True
             if step % cfg.checkpoint_every == 0 or stop.set:
                 tag = checkpoint.save(ckpt_root, engine, step=step, settings=settings, history=history, rank=rank, world_size=world)
                 if stop.set:
-                    raise Interrupted(f"interrupted at step {step}/{total}; checkpoint saved, continue with --resume {tag.parent}")
+                    raise Interrupted(f"stopped at step {step}/{total}; checkpoint saved, continue with --resume {tag.parent}")
     if step < total:
         raise EsiError(f"data ran out at step {step} of {total}")
     state = engine.full_state_dict()  # every rank takes part (ZeRO-3 gathers shards)
