@@ -307,6 +307,24 @@ def test_validation_and_test_folds_never_train(ptbxl_dataset):
     assert len(pairs.indices) + pairs.excluded + pairs.rejects.height == len(ds)
 
 
+def test_captions_artifact_is_joined_on_record_id(ptbxl_dataset, tmp_path):
+    import polars as pl
+
+    from esi_tools.dataset import Dataset
+    from esi_tools.train.data import select_pairs
+
+    captions = run_esi("caption", ptbxl_dataset, "--model", "template", "--out", tmp_path / "captions")
+    assert captions.exit_code == 0, captions.stderr
+    table = pl.read_parquet(tmp_path / "captions" / "captions.parquet")
+    by_id = dict(zip(table["record_id"].to_list(), table["caption"].to_list(), strict=True))
+    ds = Dataset.open(ptbxl_dataset)
+    pairs = select_pairs(ds, text_source=None, captions=tmp_path / "captions", exclude_folds=(9, 10))
+    assert pairs.text_source == "captions" and pairs.captions is not None
+    ids = ds.records["record_id"].to_list()
+    assert [by_id[ids[i]].strip() for i in pairs.indices] == pairs.texts
+    assert len(pairs.indices) == int((~ds.records["fold"].is_in([9, 10])).sum())
+
+
 def test_model_artifact_loads_for_inference(ptbxl_dataset, tiny_text, arch_file, tmp_path):
     from esi_tools.artifacts import open_artifact
     from esi_tools.dataset import Dataset

@@ -38,11 +38,10 @@ def statement_captions(ds: Dataset) -> list[str | None]:
 
 
 def caption_texts(ds: Dataset, captions_path: Path) -> tuple[list[str | None], object]:
-    """Captions artifact joined on record_id (failed/empty captions -> None); returns texts and the artifact."""
+    """Captions artifact joined on record_id (failed/skipped/empty captions -> None); returns texts and the artifact."""
     art = open_artifact(captions_path, "captions")
-    table = art.table("captions.parquet")
-    if "error" in table.columns:
-        table = table.filter(pl.col("error").is_null())
+    table = art.table("captions.parquet", columns=["record_id", "caption", "status"])
+    table = table.filter(pl.col("status") == "ok")  # failed and skipped rows carry no usable caption
     table = table.filter(pl.col("caption").is_not_null() & (pl.col("caption").str.strip_chars() != ""))
     by_id = dict(zip(table["record_id"].cast(pl.Utf8).to_list(), table["caption"].to_list(), strict=True))
     return [by_id.get(rid) for rid in ds.records["record_id"].cast(pl.Utf8).to_list()], art

@@ -145,6 +145,8 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
             row = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, **dict(zip(LOSS_TERMS, values, strict=True)),
                    "temperature": 1.0 / float(terms["logit_scale"]),
                    "grad_norm": grad_norm, "samples_per_s": samples_per_step / elapsed, "wall_s": time.perf_counter() - start_time}
+            if device.type == "cuda":
+                row["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
             if step % cfg.log_every == 0 or step == total:
                 history.append(row)
             bar.advance(samples_per_step)
