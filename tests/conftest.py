@@ -62,3 +62,17 @@ def ludb_dataset(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("ludb") / "dataset"
     return ingest(IngestConfig(kind="wfdb", fs=500, workers=2), LUDB / "data", out)
+
+
+# ---------------------------------------------------------------- evaluation (embed / probe / identify)
+
+
+@pytest.fixture(scope="session")
+def ptbxl_features_embeddings(ptbxl_dataset, tmp_path_factory) -> Path:
+    """`esi features` on the whole PTB-XL subset (1 worker, ~10 s), embedded as the handcrafted baseline."""
+    from esi_tools.embed.run import EmbedConfig, embed
+    from esi_tools.features.run import FeaturesConfig, features
+
+    root = tmp_path_factory.mktemp("eval_features")
+    feats = features(FeaturesConfig(workers=1), ptbxl_dataset, root / "features")
+    return embed(EmbedConfig(), feats, root / "embeddings")

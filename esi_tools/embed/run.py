@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import Artifact, ArtifactWriter, open_artifact
-from ..console import log, progress
+from ..console import log, progress, warn
 from ..dataset import Dataset
 from ..errors import InputError
 from .artifact import write_embeddings
@@ -75,13 +75,14 @@ def features_matrix(features: Artifact, dataset: Dataset) -> tuple[np.ndarray, l
     records = dataset.records
     ids = records["record_id"].cast(str).to_list()
     table = table.with_columns(pl.col("record_id").cast(str))
-    if set(table["record_id"].to_list()) != set(ids):
-        raise InputError(f"{features.path}: features rows do not match the records of {dataset.path}")
+    foreign = set(table["record_id"].to_list()) - set(ids)
+    if foreign:
+        raise InputError(f"{features.path}: {len(foreign)} features rows are not records of {dataset.path}")
+    if table.height < len(ids):  # e.g. `esi features --limit`: missing rows become missing measurements
+        warn(f"{len(ids) - table.height} records have no features row: embedded as missing measurements")
     table = pl.DataFrame({"record_id": ids}).join(table, on="record_id", how="left", maintain_order="left")
-    numeric = [c for c, t in table.schema.items() if c != "record_id" and t.is_numeric()]
+    numeric = [c for c, t in table.schema.items() if c != "record_id" and (t.is_numeric() or t == pl.Boolean)]
     columns = {c: table[c].cast(float).fill_null(float("nan")).to_numpy() for c in numeric}
-    if "usable" in table.columns:
-        columns["usable"] = table["usable"].cast(float).fill_null(0.0).to_numpy()
     if "findings" in table.columns:
         found = [set(f or []) for f in table["findings"].to_list()]
         for name in sorted(set().union(*found)):
