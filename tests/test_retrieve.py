@@ -33,6 +33,17 @@ def test_tokenise_expands_abbreviations_both_ways():
     short, long = tokenise("LBBB"), tokenise("left bundle branch block")
     assert set(short) == set(long) == {"lbbb", "left", "bundle", "branch", "block"}
     assert "lvh" in tokenise("Left ventricular hypertrophy") and "hypertrophi" in tokenise("LVH")
+    # the longest phrase wins: the incomplete form does not also count as the complete one
+    assert "lbbb" not in tokenise("incomplete left bundle branch block") and "ilbbb" in tokenise("incomplete left bundle branch block")
+
+
+def test_tokenise_adds_canonical_wording_of_variants():
+    from esi_tools.retrieve.tokenise import tokenise
+
+    assert {"fascicular", "block"} <= set(tokenise("left anterior hemiblock"))
+    assert {"premature", "complex"} <= set(tokenise("ventricular extrasystoles"))
+    assert set(tokenise("T wave inversion")) <= set(tokenise("inverted T waves"))
+    assert "avb" in tokenise("complete heart block")
 
 
 def test_tokenise_keeps_numbers_leads_and_folds_variants():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-TOKENISER_VERSION = 1
+TOKENISER_VERSION = 2
 
 # Clinical abbreviations as they appear in reports, textbooks and machine statements. Only unambiguous ones:
 # "ST" (segment or sinus tachycardia?) and "PR"/"QT" (intervals, already tokens) are left alone.
@@ -68,6 +68,27 @@ ABBREVIATIONS: dict[str, str] = {
     "rv": "right ventricular",
     "hcm": "hypertrophic cardiomyopathy",
     "ber": "benign early repolarization",
+}
+
+# Variant wordings -> the wording the statement tables use; the canonical words are added beside the variant
+# (one direction is enough: passages and queries both pass through here, so both gain the canonical form).
+SYNONYMS: dict[str, str] = {
+    "hemiblock": "fascicular block",
+    "extrasystole": "premature complex",
+    "premature beat": "premature complex",
+    "premature contraction": "premature complex",
+    "ectopic beat": "premature complex",
+    "heart block": "atrioventricular block",
+    "preexcitation": "pre excitation",
+    "tachyarrhythmia": "tachycardia",
+    "overload": "enlargement",
+    "inverted": "inversion",
+    "elevated": "elevation",
+    "depressed": "depression",
+    "prolongation": "prolonged",
+    "long qt": "prolonged qt",
+    "long pr": "prolonged pr",
+    "tented": "peaked",
 }
 
 # Words that carry no retrieval signal. Negations are here too: BM25 cannot use them ("no ST elevation"
@@ -129,16 +150,26 @@ _PHRASES: dict[str, list[tuple[tuple[str, ...], str]]] = {}
 for _abbr, _phrase in _EXPAND.items():
     if len(_phrase) > 1:
         _PHRASES.setdefault(_phrase[0], []).append((_phrase, _abbr))
+# first variant token -> [(variant tokens, canonical tokens)]
+_VARIANTS: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+for _variant, _canonical in SYNONYMS.items():
+    _words = _stemmed_phrase(_variant)
+    _VARIANTS.setdefault(_words[0], []).append((_words, _stemmed_phrase(_canonical)))
 
 
 def tokenise(text: str) -> list[str]:
-    """Text -> BM25 tokens: folded, stop words dropped, numbers kept, abbreviations and phrases expanded.
+    """Text -> BM25 tokens: folded, stop words dropped, numbers kept, abbreviations, phrases and variant
+    wordings expanded.
 
     A phrase adds only the abbreviation of the longest phrase matching at that point, so "incomplete left
     bundle branch block" adds ilbbb but not lbbb: the incomplete form must not outscore the complete one
     on a query for LBBB.
     """
     base = _base_tokens(text)
+    for i, token in enumerate(list(base)):  # variant wordings first, so "heart block" can then add avb
+        for words, canonical in _VARIANTS.get(token, ()):
+            if tuple(base[i : i + len(words)]) == words:
+                base.extend(canonical)
     out = list(base)
     covered = 0  # phrase matches do not overlap: positions before this are inside the last match
     for i, token in enumerate(base):
