@@ -17,7 +17,7 @@ from ..errors import InputError
 # Other numeric feature columns with a unit suffix follow, labelled from their names.
 KNOWN_MEASUREMENTS = {
     "hr_mean_bpm": ("heart rate", "bpm", 0),
-    "rr_std_ms": ("RR interval variability (SD)", "ms", 0),
+    "rr_sdnn_ms": ("RR variability (SDNN)", "ms", 0),
     "pr_ms": ("PR interval", "ms", 0),
     "p_ms": ("P wave duration", "ms", 0),
     "qrs_ms": ("QRS duration", "ms", 0),
@@ -27,10 +27,14 @@ KNOWN_MEASUREMENTS = {
     "p_axis_deg": ("P axis", "°", 0),
     "qrs_axis_deg": ("QRS axis", "°", 0),
     "t_axis_deg": ("T axis", "°", 0),
+    "sokolow_lyon_mv": ("Sokolow-Lyon voltage (SV1 + RV5/6)", "mV", 2),
+    "cornell_mv": ("Cornell voltage (RaVL + SV3)", "mV", 2),
+    "rvh_sokolow_mv": ("right ventricular Sokolow-Lyon voltage (RV1 + SV5/6)", "mV", 2),
     "r_amp_V5_mv": ("R amplitude in V5", "mV", 2),
     "s_amp_V1_mv": ("S amplitude in V1", "mV", 2),
-    "sokolow_lyon_mv": ("Sokolow-Lyon index", "mV", 2),
 }
+# Signal-quality columns (noise, baseline wander) describe the recording, not the heart: never in a prompt.
+NOT_MEASUREMENTS = ("noise_", "wander_", "flat_", "saturated_")
 UNITS = {"bpm": ("bpm", 0), "ms": ("ms", 0), "deg": ("°", 0), "mv": ("mV", 2), "uv": ("µV", 0),
          "s": ("s", 2), "pct": ("%", 0), "hz": ("Hz", 1)}
 LEADS = {"i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF",
@@ -50,7 +54,7 @@ class RecordEvidence:
 class EvidenceOptions:
     top_k: int = 3  # passages per record: enough to ground the main findings, short enough for ~1k-token prompts
     passage_chars: int = 600  # each passage is cut at a sentence end near this length (prompt size and cost)
-    max_measurements: int = 14  # the key intervals come first; dozens of per-lead values only add noise
+    max_measurements: int = 16  # the report's intervals, axes and voltage indices; 150 per-lead values only add noise
 
 
 def measurement_columns(columns: dict) -> list[tuple[str, str, str, int]]:
@@ -58,7 +62,7 @@ def measurement_columns(columns: dict) -> list[tuple[str, str, str, int]]:
     numeric = [c for c, dtype in columns.items() if dtype.is_numeric() and c != "record_id"]
     chosen = [(c, *KNOWN_MEASUREMENTS[c]) for c in KNOWN_MEASUREMENTS if c in numeric]
     for name in numeric:
-        if name in KNOWN_MEASUREMENTS:
+        if name in KNOWN_MEASUREMENTS or name.startswith(NOT_MEASUREMENTS):
             continue
         stem, _, suffix = name.rpartition("_")
         if stem and suffix.lower() in UNITS:
@@ -82,19 +86,36 @@ def _finding_titles() -> dict[str, str]:
     return {fid: str(spec.get("title", fid)) for fid, spec in FINDINGS.items()}
 
 
-def _knowledge_titles():
-    """(system, code) -> passage title via the knowledge base, for codes with no description (SNOMED)."""
-    try:
-        from ..knowledge import load_passages, passage_for
-    except ImportError:
-        return lambda system, code: None
-    titles = {p["id"]: p["title"] for p in load_passages()}
+LABEL_SYSTEMS = {"scp": "scp", "snomed": "snomed", "mimic-statement": "mimic"}  # label_system -> knowledge system
 
-    def lookup(system: str, code: str):
-        pid = passage_for(system, code)
-        return titles.get(pid) if pid else None
 
-    return lookup
+class Knowledge:
+    """The knowledge base's code -> passage links (empty when the knowledge module is not installed)."""
+
+    def __init__(self):
+        try:
+            from ..knowledge import load_passages, passage_for
+        except ImportError:
+            self._titles, self._lookup = {}, None
+            return
+        self._titles = {p["id"]: p["title"] for p in load_passages()}
+        self._lookup = passage_for
+
+    def passage(self, system: str, code: str) -> str | None:
+        if self._lookup is None or system not in ("scp", "snomed", "finding", "mimic"):
+            return None
+        return self._lookup(system, code)
+
+    def title(self, system: str, code: str) -> str | None:
+        pid = self.passage(system, code)
+        return self._titles.get(pid) if pid else None
+
+    def linked(self, label_system: str, labels: list[str], findings: list[str]) -> set[str]:
+        """Passage ids the knowledge base links to this record's own labels and findings."""
+        system = LABEL_SYSTEMS.get(label_system)
+        ids = {self.passage(system, code) for code in labels} if system else set()
+        ids |= {self.passage("finding", f) for f in findings}
+        return ids - {None}
 
 
 def _statements(row: dict, scp: dict[str, str], knowledge) -> list[dict]:
@@ -106,9 +127,9 @@ def _statements(row: dict, scp: dict[str, str], knowledge) -> list[dict]:
     out = []
     for code in row.get("labels") or []:
         if system == "scp":
-            text = scp.get(code) or knowledge("scp", code) or code
+            text = scp.get(code) or knowledge.title("scp", code) or code
         elif system == "snomed":
-            text = knowledge("snomed", code) or f"SNOMED CT {code}"
+            text = knowledge.title("snomed", code) or f"SNOMED CT {code}"
         else:
             text = code
         item = {"code": code if system in ("scp", "snomed") else None, "text": text}
@@ -143,7 +164,7 @@ def collect(dataset, features=None, retrieval=None, options: EvidenceOptions = E
         table = dataset.artifact.table("statements.parquet")
         if "description" in table.columns:
             scp = dict(zip(table["code"].to_list(), table["description"].to_list(), strict=True))
-    knowledge = _knowledge_titles() if (records["label_system"] != "scp").any() else (lambda s, c: None)
+    knowledge = Knowledge()
     feats = _feature_rows(features, records)
     hits = _passages_by_record(retrieval, options)
     titles = _finding_titles()
@@ -160,7 +181,9 @@ def collect(dataset, features=None, retrieval=None, options: EvidenceOptions = E
                 continue
             evidence.update(_feature_evidence(frow, feats.columns, titles, options))
         passages = hits.get(rid, []) if hits is not None else []
-        evidence["passages"] = passages
+        linked = knowledge.linked(row.get("label_system") or "", row.get("labels") or [],
+                                  [f["id"] for f in evidence.get("findings") or []])
+        evidence["passages"] = [{**p, "linked": p["id"] in linked} for p in passages]
         identifiers = [str(row.get(k)) for k in ("record_id", "patient_id", "recording_date", "source_path")
                        if row.get(k) is not None]
         out.append(RecordEvidence(rid, evidence, identifiers, [p["id"] for p in passages]))

@@ -115,12 +115,15 @@ class LLMClient:
         return self._price((len(system) + len(user)) // 3 + 8, self.config.max_tokens)
 
     async def complete(self, system: str, user: str, budget) -> Completion:
-        """Ask until a usable answer arrives or retries run out; `budget.acquire` may stop before any attempt."""
+        """Ask until a usable answer arrives or retries run out; `budget.acquire` may stop before any attempt.
+
+        `budget` is run.Budget (or anything with async acquire(estimate) -> reserved, release(reserved, cost)).
+        """
         cfg = self.config
         attempts, spent, reason = 0, 0.0, "no attempt made"
         for attempt in range(cfg.retries + 1):
             try:
-                reserved = budget.acquire(self.estimate_cost(system, user))
+                reserved = await budget.acquire(self.estimate_cost(system, user))
             except BudgetStop as stop:
                 raise CaptionFailure(f"{reason}; not retried: {stop}" if attempts else str(stop),
                                      attempts, spent, stopped=True) from None
@@ -135,22 +138,22 @@ class LLMClient:
             except Exception as exc:  # litellm maps every provider error onto its exception classes
                 verdict, reason, retry_after = self._classify(exc)
                 if verdict == "fatal":
-                    budget.release(reserved, 0.0)
+                    await budget.release(reserved, 0.0)
                     raise ProviderError(f"{cfg.model}: {reason}") from None
                 if verdict == "fail":
-                    budget.release(reserved, 0.0)
+                    await budget.release(reserved, 0.0)
                     raise CaptionFailure(reason, attempts, spent) from None
             else:
                 cost = _cost(self.litellm, response)
                 spent += cost or 0.0
                 text, reason = self._check(response)
                 if reason is None:
-                    budget.release(reserved, cost)
+                    await budget.release(reserved, cost)
                     usage = getattr(response, "usage", None)
                     return Completion(text, getattr(usage, "prompt_tokens", None),
-                                      getattr(usage, "completion_tokens", None), cost,
+                                      getattr(usage, "completion_tokens", None), spent if cost is not None else None,
                                       time.perf_counter() - started, attempts)
-            budget.release(reserved, cost)
+            await budget.release(reserved, cost)
             if attempt < cfg.retries:
                 await asyncio.sleep(self._delay(attempt, retry_after))
         raise CaptionFailure(f"{reason} (after {attempts} attempts)", attempts, spent)

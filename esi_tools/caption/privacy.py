@@ -76,10 +76,22 @@ def decide(*, credentialed: bool, model: str, api_base: str | None, allow_remote
 def check_prompt(prompt: str, identifiers: list[str]) -> None:
     """Refuse a prompt carrying a record's identifiers (ids, dates, paths): a RecordError names which."""
     for value in identifiers:
-        if value and len(value) >= 4 and re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", prompt):
+        if value and len(value) >= 4 and _contains_token(prompt, value):
             raise RecordError(f"privacy: the prompt contains an identifier of the record ({_hint(value)})")
-    if DATE_TEXT.search(prompt):
+    if "-" in prompt and DATE_TEXT.search(prompt):
         raise RecordError("privacy: the prompt contains a calendar date")
+
+
+def _contains_token(text: str, value: str) -> bool:
+    """`value` in `text` as a whole token (so id 1234 does not match inside 12345); str.find, no regex per id."""
+    start = text.find(value)
+    while start >= 0:
+        before = text[start - 1] if start else " "
+        after = text[start + len(value)] if start + len(value) < len(text) else " "
+        if not (before.isalnum() or before in "._") and not (after.isalnum() or after in "._"):
+            return True
+        start = text.find(value, start + 1)
+    return False
 
 
 def _hint(value: str) -> str:

@@ -26,6 +26,7 @@ from .prompt import load_template, prompt_hash
 
 TEMPLATE_MODEL = "template"
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+PROGRESS_STEP = 256  # the template provider is fast: redrawing the bar per record would cost more than it
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,12 @@ class Job:
 
 @dataclass
 class Budget:
-    """Counts provider calls and spend; refuses an attempt that could cross --max-requests / --max-cost."""
+    """Counts provider calls and spend; refuses an attempt that could cross --max-requests / --max-cost.
+
+    An attempt reserves its estimated cost while in flight. When the reservations of other requests are what
+    stands in the way, it waits for them to settle instead of stopping: the run stops only when the money
+    actually spent leaves no room for one more answer.
+    """
 
     max_cost_usd: float | None = None
     max_requests: int | None = None
@@ -81,28 +87,39 @@ class Budget:
     reserved_usd: float = 0.0
     largest_usd: float | None = None  # the dearest answer so far: the estimate once real costs are known
     stopped: str | None = None
+    _settled: asyncio.Condition | None = field(default=None, repr=False)
 
-    def acquire(self, estimate: float | None) -> float:
-        if self.stopped:
-            raise BudgetStop(self.stopped)
-        if self.max_requests is not None and self.requests >= self.max_requests:
-            self.stopped = f"--max-requests {self.max_requests} reached"
-            raise BudgetStop(self.stopped)
-        reserve = 0.0
-        if self.max_cost_usd is not None:
-            reserve = self.largest_usd if self.largest_usd is not None else (estimate or 0.0)
-            if self.spent_usd + self.reserved_usd + reserve > self.max_cost_usd:
-                self.stopped = f"--max-cost {self.max_cost_usd:g} USD reached (spent {self.spent_usd:.6f} USD)"
-                raise BudgetStop(self.stopped)
-        self.requests += 1
-        self.reserved_usd += reserve
-        return reserve
+    async def acquire(self, estimate: float | None) -> float:
+        if self._settled is None:
+            self._settled = asyncio.Condition()
+        async with self._settled:
+            while True:
+                if self.stopped:
+                    raise BudgetStop(self.stopped)
+                if self.max_requests is not None and self.requests >= self.max_requests:
+                    self.stopped = f"--max-requests {self.max_requests} reached"
+                    raise BudgetStop(self.stopped)
+                reserve = 0.0
+                if self.max_cost_usd is not None:
+                    reserve = self.largest_usd if self.largest_usd is not None else (estimate or 0.0)
+                    if self.spent_usd + reserve > self.max_cost_usd:
+                        self.stopped = f"--max-cost {self.max_cost_usd:g} USD reached (spent {self.spent_usd:.6f} USD)"
+                        raise BudgetStop(self.stopped)
+                    if self.spent_usd + self.reserved_usd + reserve > self.max_cost_usd:
+                        await self._settled.wait()  # requests in flight may cost less than reserved
+                        continue
+                self.requests += 1
+                self.reserved_usd += reserve
+                return reserve
 
-    def release(self, reserved: float, cost: float | None) -> None:
+    async def release(self, reserved: float, cost: float | None) -> None:
         self.reserved_usd -= reserved
         if cost is not None:
             self.spent_usd += cost
             self.largest_usd = cost if self.largest_usd is None else max(self.largest_usd, cost)
+        if self._settled is not None:
+            async with self._settled:
+                self._settled.notify_all()
 
 
 async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, concurrency: int,
@@ -184,12 +201,14 @@ def _row(record_id: str, phash: str, model: str, passage_ids: list[str]) -> dict
 def _template_captions(rows, jobs, evidence, config: CaptionConfig) -> None:
     by_id = {item.record_id: item.evidence for item in evidence}
     with progress("caption (template)", len(rows)) as bar:
-        for row in rows:
+        for n, row in enumerate(rows):
             start = time.perf_counter()
             row["caption"] = template_provider.caption(by_id[row["record_id"]], seed=config.seed,
                                                        prompt_hash=row["prompt_hash"])
             row.update(status=OK, source="template", latency_s=time.perf_counter() - start)
-            bar.advance()
+            if n % PROGRESS_STEP == PROGRESS_STEP - 1:
+                bar.advance(PROGRESS_STEP)
+        bar.advance(len(rows) % PROGRESS_STEP)
 
 
 def _fill(row: dict, answer: Cached | Completion, source: str, paid: bool) -> None:

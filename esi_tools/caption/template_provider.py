@@ -3,7 +3,7 @@
 Every sentence has several phrasings and the section order varies; the choice is seeded by (seed, prompt
 hash), so the same evidence always gives the same caption while a corpus does not read as one boilerplate
 string. Only facts in the evidence are stated: measured values, flagged findings, recorded statements and
-the first sentence of each retrieved passage, cited by its id.
+the first sentence of retrieved passages linked to the record's own labels or findings, cited by their id.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ NORMAL = (
     "No other abnormality is detected by the measurement rules.",
 )
 POOR = (
-    "Signal quality is limited ({reason}), so these values should be read with caution.",
-    "The signal is of poor quality ({reason}); the measurements are less reliable.",
+    "Poor signal quality ({reason}) means these values should be read with caution.",
+    "There is poor signal quality ({reason}); the measurements are less reliable.",
 )
 STATEMENTS = ("The statements recorded with the ECG read {items}.", "It was labelled {items}.",
               "Recorded interpretation: {items}.")
@@ -134,10 +134,14 @@ def _findings(evidence: dict, finding_ids, rhythm_id, titles, rng: random.Random
         return ""
     items = [FINDINGS.get(f) or titles[f].lower() for f in finding_ids
              if f != rhythm_id and f not in ("sinus_rhythm", "poor_signal_quality")]
-    text = rng.choice(ABNORMAL).format(items=join(items)) if items else rng.choice(NORMAL)
-    if evidence.get("usable") is False or "poor_signal_quality" in finding_ids:
+    poor = evidence.get("usable") is False or "poor_signal_quality" in finding_ids
+    if items:
+        text = rng.choice(ABNORMAL).format(items=join(items))
+    else:  # "no abnormality" would overstate a recording too noisy to measure
+        text = "" if poor else rng.choice(NORMAL)
+    if poor:
         reason = evidence.get("quality_reason") or "flagged by the quality check"
-        text += " " + rng.choice(POOR).format(reason=reason)
+        text = f"{text} {rng.choice(POOR).format(reason=reason)}".strip()
     return text
 
 
@@ -153,7 +157,10 @@ def _statements(evidence: dict, rng: random.Random) -> str:
 
 def _passages(evidence: dict, rng: random.Random) -> list[str]:
     out = []
-    for passage in (evidence.get("passages") or [])[:2]:  # two keep a caption readable; all ids are in passage_ids
+    # Only passages the knowledge base links to this record's own labels or findings: the template cannot judge
+    # the relevance of the others (an LLM sees them all). Two keep a caption readable.
+    linked = [p for p in evidence.get("passages") or [] if p.get("linked")]
+    for passage in linked[:2]:
         first = passage["text"].split(". ")[0].rstrip(".").strip()
         if not first:
             continue
