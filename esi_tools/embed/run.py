@@ -107,7 +107,7 @@ def embed(config: EmbedConfig, source: str | Path, out: str | Path, *, force: bo
     if sum([bool(config.checkpoint), bool(config.random_init), config.signal_stats]) > 1:
         raise InputError("give at most one of --checkpoint, --random-init, --signal-stats")
     art = open_artifact(source, ("dataset", "features"))
-    parameters = {k: v for k, v in asdict(config).items() if v not in (None, False)}
+    parameters = {k: v for k, v in asdict(config).items() if v is not None and v is not False}
     if art.kind == "features":
         if config.checkpoint or config.random_init or config.signal_stats:
             raise InputError("a features artifact is embedded as is: drop --checkpoint/--random-init/--signal-stats")
