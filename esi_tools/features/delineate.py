@@ -31,6 +31,7 @@ class Beats:
     pre: int
     marks: dict[str, np.ndarray]  # p_on, p_peak, p_off, qrs_on, qrs_off, t_peak, t_off (window index, float)
     p_present: np.ndarray  # (n,) bool
+    p_searchable: np.ndarray  # (n,) bool: the whole P search window lies inside the record
     iso: np.ndarray  # (n, 12) isoelectric level per lead, mV
     windows: np.ndarray  # (n, 12, W) baseline-corrected mV
 
@@ -203,11 +204,15 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     mp[~np.isfinite(win).all(axis=1)] = np.nan
     p_hi = qrs_on - P.P_GAP_S * fs
     p_lo = np.maximum(qrs_on - P.P_SEARCH_S * fs, pre - P.P_SEARCH_RR_FRACTION * rr_prev)
-    p_peak = _argmax_in(mp, p_lo, p_hi)
+    local_max = np.zeros(mp.shape, bool)  # a P peak is an interior local maximum, not the slope into QRS
+    local_max[:, 1:-1] = (mp[:, 1:-1] >= mp[:, :-2]) & (mp[:, 1:-1] > mp[:, 2:])
+    p_peak = _argmax_in(np.where(local_max, mp, np.nan), p_lo, p_hi)
     p_amp = _take(mp, p_peak)
     resid = np.sqrt((((np.nan_to_num(y) * lead_w) - yp) ** 2).sum(axis=1) / n_leads)
     inside = _in_range(w, p_lo, p_hi)
     noise = np.nanmedian(np.where(inside, resid, np.nan), axis=1) if inside.any() else np.full(n, np.nan)
+    reach = _in_range(w, p_lo - 0.06 * fs, p_hi)
+    p_searchable = np.isfinite(qrs_on) & ~(reach & ~np.isfinite(mp)).any(axis=1)  # window inside the record
     p_ok = (p_amp > P.P_MIN_MV) & (p_amp > P.P_MIN_SNR * noise)
     # thresholds above the local floor on each side: TP and PR levels differ by a few tens of uV
     before = _take(mp, _argmax_in(-mp, p_lo - 0.06 * fs, p_peak))
@@ -227,4 +232,5 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
 
     marks = {"p_on": p_on, "p_peak": p_peak, "p_off": p_off, "qrs_on": qrs_on, "qrs_off": qrs_off,
              "t_peak": t_peak, "t_off": t_off}
-    return Beats(record=record, r=r, pre=pre, marks=marks, p_present=p_ok, iso=iso, windows=y)
+    return Beats(record=record, r=r, pre=pre, marks=marks, p_present=p_ok, p_searchable=p_searchable, iso=iso,
+                 windows=y)

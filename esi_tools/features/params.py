@@ -26,7 +26,7 @@ SMOOTH_S = 0.012  # spatial-velocity smoothing (about one sample at 100 Hz, 6 sa
 QRS_SEARCH_BEFORE_S = 0.16  # QRS onset is looked for at most 160 ms before R
 QRS_SEARCH_AFTER_S = 0.20  # QRS offset at most 200 ms after R (wide LBBB/paced complexes)
 QRS_ON_FRACTION = 0.07  # onset: spatial velocity falls below this fraction of its QRS maximum
-QRS_OFF_FRACTION = 0.10  # offset: likewise after R
+QRS_OFF_FRACTION = 0.06  # offset: lower, as the terminal QRS (RBBB R', S slur) is slow (PTB-XL CRBBB >= 120 ms)
 ISO_WINDOW_S = 0.02  # the isoelectric level is the flattest 20 ms in the 100 ms before QRS onset
 ISO_SEARCH_S = 0.10
 
@@ -43,7 +43,7 @@ T_OFF_LAG_S = 0.010  # the tangent meets the baseline before cardiologists mark 
 T_CONSENSUS_S = 0.025  # a beat's T peak/offset straying > 25 ms from its record's median is replaced by it
 
 # --- P wave ----------------------------------------------------------------------------------------------
-P_SEARCH_S = 0.40  # P peak at most 400 ms before QRS onset ...
+P_SEARCH_S = 0.30  # P peak at most 300 ms before QRS onset ...
 P_SEARCH_RR_FRACTION = 0.55  # ... and within the last 55 % of the preceding RR (not inside the previous T)
 P_GAP_S = 0.02  # P must end at least 20 ms before QRS onset
 P_SMOOTH_S = 0.04  # P is the slowest wave: 40 ms smoothing
@@ -54,5 +54,6 @@ P_MIN_SNR = 2.5  # ... nor one below 2.5x the TP-segment noise
 P_CONSISTENCY_S = 0.04  # a sinus P sits within 40 ms of the record's median PR; scattered peaks are not P waves
 
 # --- beats -----------------------------------------------------------------------------------------------
-ECTOPIC_CORR = 0.90  # QRS shape correlation with the median beat below this: a different (ectopic) beat
+ECTOPIC_CORR = 0.80  # QRS shape correlation with the median beat below this: ectopic (0.9 flagged 27 % of PTB-XL NORM)
+ECTOPIC_LAG_S = 0.02  # ... best correlation over +-20 ms shifts, so R-peak jitter is not mistaken for shape
 PREMATURE_RATIO = 0.80  # RR below 80 % of the median RR, followed by a longer one: a premature beat

@@ -1,0 +1,78 @@
+"""Per-lead signal quality from the raw chunk: flat, saturated, baseline wander (beat noise comes later).
+
+Thresholds are here, in one place, with the reason for each; findings thresholds live in findings.py.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+FLAT_MV = 0.02  # a lead whose filtered signal has a 99th-1st percentile range under 20 uV carries no ECG
+SATURATION_MIN = 6  # samples pinned at the lead's own extreme value: real peaks hit their max once or twice
+SATURATION_FRACTION = 0.01  # ... so 1 % of the record (min SATURATION_MIN) at the rail means clipping
+WANDER_HZ = 0.7  # below the slowest heart rate (42 bpm): everything under it is baseline movement
+WANDER_MV = 1.0  # baseline swinging more than 1 mV peak-to-peak hides ST/T (flag, not fatal)
+NOISE_MV = 0.08  # beat-to-beat residual RMS above 80 uV: the lead is noisy (EMG, contact); flag
+EDGE_S = 0.5  # filter transients at the record ends are ignored when sizing wander
+
+
+@cache
+def _wander_sos(fs: float):
+    return butter(2, WANDER_HZ / (fs / 2), "lowpass", output="sos")
+
+
+def lead_quality(x: np.ndarray, xc: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray) -> dict:
+    """(B, 12) arrays: flat, saturated (bool) and wander_mv, for raw x and cleaned xc (both mV)."""
+    b, leads, n = x.shape
+    t = np.arange(n)
+    inside = t[None, :] < valid[:, None]  # (B, L)
+    span = np.where(inside[:, None, :], xc, np.nan)
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanpercentile(span, [1, 99], axis=-1) if np.isfinite(span).any() else (np.zeros((b, leads)),) * 2
+    flat = ~((hi - lo) >= FLAT_MV) | ~mask
+    raw = np.where(inside[:, None, :], x, np.nan)
+    top = np.nanmax(raw, axis=-1, keepdims=True)
+    bottom = np.nanmin(raw, axis=-1, keepdims=True)
+    pinned = np.maximum((raw == top).sum(-1), (raw == bottom).sum(-1))
+    saturated = (pinned >= np.maximum(SATURATION_MIN, SATURATION_FRACTION * valid[:, None])) & ~flat
+    low = sosfiltfilt(_wander_sos(fs), x, axis=-1)
+    edge = int(EDGE_S * fs)
+    core = (t[None, :] >= edge) & (t[None, :] < valid[:, None] - edge)
+    low = np.where(core[:, None, :], low, np.nan)
+    with np.errstate(all="ignore"):
+        wander = np.nanmax(low, axis=-1) - np.nanmin(low, axis=-1)
+    wander = np.where(mask & np.isfinite(wander), wander, np.nan)
+    return {"flat": flat, "saturated": saturated, "wander_mv": wander}
+
+MIN_BEATS = 3  # fewer than 3 beats in a record: no rhythm, no median beat -> measurements are not trusted
+MAX_FLAT_LEADS = 5  # 6+ flat/missing leads: too little of the 12-lead picture left to measure
+MAX_SATURATED_LEADS = 3  # 4+ clipped leads: amplitudes and the median beat are wrong
+MAX_NOISY_LEADS = 5  # 6+ noisy leads: fiducials cannot be trusted
+
+
+def assess(flat, saturated, wander, noise, n_beats: int, leads: tuple[str, ...]) -> tuple[list[str], str | None]:
+    """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable)."""
+    flags = []
+    for i, lead in enumerate(leads):
+        if flat[i]:
+            flags.append(f"flat:{lead}")
+        if saturated[i]:
+            flags.append(f"saturated:{lead}")
+        if np.isfinite(wander[i]) and wander[i] > WANDER_MV:
+            flags.append(f"baseline_wander:{lead}")
+        if np.isfinite(noise[i]) and noise[i] > NOISE_MV:
+            flags.append(f"noisy:{lead}")
+    n_flat, n_sat = int(np.sum(flat)), int(np.sum(saturated))
+    n_noisy = int(np.sum(np.isfinite(noise) & (noise > NOISE_MV)))
+    if n_flat > MAX_FLAT_LEADS:
+        return flags, f"{n_flat} flat or missing leads"
+    if n_sat > MAX_SATURATED_LEADS:
+        return flags, f"{n_sat} saturated leads"
+    if n_beats < MIN_BEATS:
+        return flags, f"too few beats ({n_beats})"
+    if n_noisy > MAX_NOISY_LEADS:
+        return flags, f"{n_noisy} noisy leads"
+    return flags, None
