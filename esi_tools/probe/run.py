@@ -18,6 +18,7 @@ from ..dataset import Dataset
 from ..embed.artifact import Embeddings
 from ..errors import InputError
 from . import metrics
+from .linear import linear_probe
 from .splits import check_disjoint, kfold_splits, strat_fold_split, stratified_fraction
 from .tasks import build_task
 
@@ -117,8 +118,6 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
         for fraction in config.fractions:
             sub = tr[stratified_fraction(y_tr, fraction, config.seed)]
             for name, matrix in zip(names, matrices, strict=True):
-                from .linear import linear_probe
-
                 x = matrix[task.rows]
                 res = linear_probe(x[sub], task.y[sub], x[va], y_va, x[te])
                 record("linear", name, fraction, sub.size, te, res.scores_val, y_va, res.scores_test, {"C": res.c})
@@ -134,11 +133,12 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
             scores, prompts = zero_shot_scores(config.zero_shot, dataset, task, np.concatenate([va, te]))
             record("zero-shot", f"esi:{Path(config.zero_shot).name}", 0.0, 0, te, scores[: va.size], y_va, scores[va.size :], {})
 
+    train_positives = task.y[all_train[task.rows]].sum(axis=0)
     return _write(config, mode, task, dataset, embeddings, names, outcomes, records, out, force,
-                  prompts=prompts if config.zero_shot else None)
+                  prompts=prompts if config.zero_shot else None, train_positives=train_positives)
 
 
-def _write(config, mode, task, dataset, embeddings, names, outcomes, records, out, force, prompts=None) -> Path:
+def _write(config, mode, task, dataset, embeddings, names, outcomes, records, out, force, *, prompts, train_positives) -> Path:
     import polars as pl
 
     from .report import results_markdown, roc_figure
@@ -181,7 +181,7 @@ def _write(config, mode, task, dataset, embeddings, names, outcomes, records, ou
         writer.write_table("classes.parquet", pl.DataFrame({
             "class": task.classes + sorted(task.dropped),
             "kept": [True] * len(task.classes) + [False] * len(task.dropped),
-            "n_train_pos": [int(task.y[:, i].sum()) for i in range(len(task.classes))] + [None] * len(task.dropped),
+            "n_train_pos": [int(n) for n in train_positives] + [None] * len(task.dropped),
             "reason": [None] * len(task.classes) + [task.dropped[c] for c in sorted(task.dropped)],
         }))
         if prompts is not None:
