@@ -10,7 +10,7 @@ empty / truncated / refused answers, a 401 that echoes the caller's key) can be 
     server.rules.append(("Age: 56", "refusal"))   # prompts containing this text are refused
 
 Standalone (for benchmarks in a separate process): `python tests/llm_server.py --port 0 --latency 0.2`
-prints the base URL on stdout and serves until killed.
+prints the base URL on stdout and serves until killed; GET /stats returns its counters as JSON.
 """
 
 from __future__ import annotations
@@ -114,6 +114,9 @@ def answer_for(prompt: str) -> str:
 def _handler_for(state: LLMServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the async client reuses connections
+        # Headers and body go out in two writes; with Nagle on, the second waits for the client's delayed ACK
+        # (~40 ms per answer on Linux), which would swamp the latency switch.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # quiet: tests read counters, not access logs
             pass
@@ -130,6 +133,15 @@ def _handler_for(state: LLMServer):
         def _error(self, status: int, message: str, headers: dict | None = None) -> None:
             body = json.dumps({"error": {"message": message, "type": "server_error", "code": status}}).encode()
             self._send(status, body, headers)
+
+        def do_GET(self) -> None:  # noqa: N802 -- /stats lets a benchmark in another process read the counters
+            if self.path.rstrip("/") != "/stats":
+                self._error(404, f"no route {self.path}")
+                return
+            with state._lock:
+                body = {"requests": state.requests, "by_fault": dict(state.by_fault),
+                        "distinct_prompts": len(state.prompts)}
+            self._send(200, json.dumps(body).encode())
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)

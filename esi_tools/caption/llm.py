@@ -75,6 +75,7 @@ def import_litellm():
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # a provider that lacks a parameter ignores it instead of failing every call
+    litellm.turn_off_message_logging = True  # prompts stay out of litellm's logging objects (and ~15 % less CPU)
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
         logging.getLogger(name).disabled = True
     return litellm
@@ -117,13 +118,14 @@ class LLMClient:
     async def complete(self, system: str, user: str, budget) -> Completion:
         """Ask until a usable answer arrives or retries run out; `budget.acquire` may stop before any attempt.
 
-        `budget` is run.Budget (or anything with async acquire(estimate) -> reserved, release(reserved, cost)).
+        `budget` is run.Budget (max_cost_usd, async acquire(estimate) -> reserved, async release(reserved, cost)).
         """
         cfg = self.config
         attempts, spent, reason = 0, 0.0, "no attempt made"
         for attempt in range(cfg.retries + 1):
             try:
-                reserved = await budget.acquire(self.estimate_cost(system, user))
+                estimate = self.estimate_cost(system, user) if budget.max_cost_usd is not None else None
+                reserved = await budget.acquire(estimate)
             except BudgetStop as stop:
                 raise CaptionFailure(f"{reason}; not retried: {stop}" if attempts else str(stop),
                                      attempts, spent, stopped=True) from None

@@ -25,6 +25,7 @@ LOCAL_PROVIDERS = {"ollama": "http://localhost:11434", "ollama_chat": "http://lo
 SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_KEY)$")
 SECRET_TEXT = re.compile(r"(Bearer\s+)\S+|\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
 DATE_TEXT = re.compile(r"\b(19|20)\d\d-[01]\d-[0-3]\d\b")
+DATE_HINT = re.compile(r"-[01]\d-")  # starts with a literal: a fast scan before the full date pattern
 
 
 def is_local_host(host: str | None) -> bool:
@@ -78,7 +79,7 @@ def check_prompt(prompt: str, identifiers: list[str]) -> None:
     for value in identifiers:
         if value and len(value) >= 4 and _contains_token(prompt, value):
             raise RecordError(f"privacy: the prompt contains an identifier of the record ({_hint(value)})")
-    if "-" in prompt and DATE_TEXT.search(prompt):
+    if DATE_HINT.search(prompt) and DATE_TEXT.search(prompt):
         raise RecordError("privacy: the prompt contains a calendar date")
 
 
