@@ -163,8 +163,13 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     sv = _smooth((np.abs(np.diff(win, axis=2)) * lead_w).sum(axis=1), P.SMOOTH_S, fs)  # sv[i] ~ time i+0.5
     core = int(round(0.08 * fs))
     peak = np.nanmax(np.where(_in_range(w - 1, pre - core, pre + core), sv, np.nan), axis=1)
-    qrs_on = last_below(sv, P.QRS_ON_FRACTION * peak, pre - int(P.QRS_SEARCH_BEFORE_S * fs), pre) + 0.5
-    qrs_off = first_below(sv, P.QRS_OFF_FRACTION * peak, pre, pre + int(P.QRS_SEARCH_AFTER_S * fs)) + 0.5
+    # search outward from the steep part of the complex (slope >= half its maximum), not from R itself:
+    # at R the dominant leads turn round and the spatial velocity can dip below the threshold
+    strong = (sv >= 0.5 * peak[:, None]) & _in_range(w - 1, pre - core, pre + core)
+    first_strong = np.where(strong.any(1), np.argmax(strong, axis=1), pre)
+    last_strong = np.where(strong.any(1), w - 2 - np.argmax(strong[:, ::-1], axis=1), pre)
+    qrs_on = last_below(sv, P.QRS_ON_FRACTION * peak, pre - int(P.QRS_SEARCH_BEFORE_S * fs), first_strong) + 0.5
+    qrs_off = first_below(sv, P.QRS_OFF_FRACTION * peak, last_strong, pre + int(P.QRS_SEARCH_AFTER_S * fs)) + 0.5
 
     # --- isoelectric level: flattest ISO_WINDOW in the ISO_SEARCH before onset --------------------------
     flat = _smooth(sv, P.ISO_WINDOW_S, fs)

@@ -50,6 +50,7 @@ def empty_record() -> dict:
         row[f"qrs_area_{lead}_mvms"] = np.nan
         row[f"noise_{lead}_mv"] = np.nan
     row["n_beats"] = 0
+    row["n_normal_beats"] = 0
     row["ectopic_beats"] = 0
     row["low_voltage"] = None
     return row
@@ -103,9 +104,8 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
         row["rr_irregularity"] = float(np.median(np.abs(d)) / rr.mean())
     # --- intervals on normal beats --------------------------------------------------------------------
     normal = ~ectopic & np.isfinite(marks["qrs_on"]) & np.isfinite(marks["qrs_off"])
-    if normal.sum() == 0:
-        normal = np.isfinite(marks["qrs_on"]) & np.isfinite(marks["qrs_off"])
-    if normal.sum() == 0:
+    row["n_normal_beats"] = int(normal.sum())
+    if normal.sum() < 2:  # no dominant beat shape (noise, or all beats different): nothing to average
         return row, ectopic
     rel = {m: np.nanmedian(v[normal]) if np.isfinite(v[normal]).any() else np.nan for m, v in marks.items()}
     has_p = beats.p_present[sel]
@@ -126,7 +126,7 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     tmpl = _median_beat(w[normal])
     _amplitudes(row, tmpl, rel, fs, has_p.mean() >= MIN_P_FRACTION)
     resid = w[normal][:, :, pre - int(0.25 * fs): pre + int(0.45 * fs)] - tmpl[None, :, pre - int(0.25 * fs): pre + int(0.45 * fs)]
-    noise = np.sqrt(np.nanmedian(np.nanmean(resid**2, axis=2), axis=0)) if normal.sum() >= 2 else np.full(12, np.nan)
+    noise = np.sqrt(np.nanmedian(np.nanmean(resid**2, axis=2), axis=0))
     for i, lead in enumerate(STANDARD_LEADS):
         row[f"noise_{lead}_mv"] = float(noise[i]) if mask[i] else np.nan
     return row, ectopic

@@ -43,7 +43,7 @@ T_OFF_LAG_S = 0.010  # the tangent meets the baseline before cardiologists mark 
 T_CONSENSUS_S = 0.025  # a beat's T peak/offset straying > 25 ms from its record's median is replaced by it
 
 # --- P wave ----------------------------------------------------------------------------------------------
-P_SEARCH_S = 0.30  # P peak at most 300 ms before QRS onset ...
+P_SEARCH_S = 0.35  # P peak at most 350 ms before QRS onset ...
 P_SEARCH_RR_FRACTION = 0.55  # ... and within the last 55 % of the preceding RR (not inside the previous T)
 P_GAP_S = 0.02  # P must end at least 20 ms before QRS onset
 P_SMOOTH_S = 0.04  # P is the slowest wave: 40 ms smoothing

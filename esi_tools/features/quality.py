@@ -53,7 +53,7 @@ MAX_SATURATED_LEADS = 3  # 4+ clipped leads: amplitudes and the median beat are 
 MAX_NOISY_LEADS = 5  # 6+ noisy leads: fiducials cannot be trusted
 
 
-def assess(flat, saturated, wander, noise, n_beats: int, leads: tuple[str, ...]) -> tuple[list[str], str | None]:
+def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: tuple[str, ...]) -> tuple[list[str], str | None]:
     """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable)."""
     flags = []
     for i, lead in enumerate(leads):
@@ -73,6 +73,8 @@ def assess(flat, saturated, wander, noise, n_beats: int, leads: tuple[str, ...])
         return flags, f"{n_sat} saturated leads"
     if n_beats < MIN_BEATS:
         return flags, f"too few beats ({n_beats})"
+    if n_normal < MIN_BEATS:
+        return flags, f"no dominant beat shape ({n_normal} of {n_beats} beats alike)"
     if n_noisy > MAX_NOISY_LEADS:
         return flags, f"{n_noisy} noisy leads"
     return flags, None

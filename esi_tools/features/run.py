@@ -56,14 +56,14 @@ def analyse_chunk(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
                 row, ectopic = empty_record(), np.zeros(0, bool)
             noise = np.array([row[f"noise_{lead}_mv"] for lead in STANDARD_LEADS], float)
             flags, reason = assess(quality["flat"][b], quality["saturated"][b], quality["wander_mv"][b], noise,
-                                   int(row["n_beats"]), STANDARD_LEADS)
+                                   int(row["n_beats"]), int(row["n_normal_beats"]), STANDARD_LEADS)
             for i, lead in enumerate(STANDARD_LEADS):
                 row[f"wander_{lead}_mv"] = float(quality["wander_mv"][b, i])
                 row[f"flat_{lead}"] = bool(quality["flat"][b, i])
                 row[f"saturated_{lead}"] = bool(quality["saturated"][b, i])
             if reason is not None:  # never a wrong number presented as valid: measurements go NaN
                 keep = {k: v for k, v in row.items() if k.startswith(("wander_", "flat_", "saturated_", "noise_"))}
-                row = {**empty_record(), **keep, "n_beats": row["n_beats"]}
+                row = {**empty_record(), **keep, "n_beats": row["n_beats"], "n_normal_beats": row["n_normal_beats"]}
             row.update(usable=reason is None, quality_reason=reason, quality_flags=flags)
             rows.append(row)
             if len(sel):
@@ -155,12 +155,12 @@ def features(config: FeaturesConfig, dataset_path: Path, out: Path, *, force: bo
 def _features_table(rows: list[dict]):
     import polars as pl
 
-    first = ["record_id", "usable", "quality_reason", "quality_flags", "findings", "n_beats", "ectopic_beats",
-             "low_voltage"]
+    first = ["record_id", "usable", "quality_reason", "quality_flags", "findings", "n_beats", "n_normal_beats",
+             "ectopic_beats", "low_voltage"]
     numeric = [k for k in rows[0] if k not in first and not k.startswith(("flat_", "saturated_"))]
     bools = [k for k in rows[0] if k.startswith(("flat_", "saturated_"))]
     schema = {"record_id": pl.String, "usable": pl.Boolean, "quality_reason": pl.String,
-              "quality_flags": pl.List(pl.String), "findings": pl.List(pl.String), "n_beats": pl.Int32,
+              "quality_flags": pl.List(pl.String), "findings": pl.List(pl.String), "n_beats": pl.Int32, "n_normal_beats": pl.Int32,
               "ectopic_beats": pl.Int32, "low_voltage": pl.Boolean,
               **{k: pl.Float64 for k in numeric}, **{k: pl.Boolean for k in bools}}
     data = {k: [row.get(k) for row in rows] for k in schema}
