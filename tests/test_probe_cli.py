@@ -86,3 +86,13 @@ def test_unknown_task_and_missing_inputs(ptbxl_dataset, ptbxl_features_embedding
     assert result.exit_code == 2 and "task 'nonsense' is not defined for scp labels" in result.stderr
     result = run_esi("probe", ptbxl_dataset, "--out", tmp_path / "p")
     assert result.exit_code == 2 and "nothing to evaluate" in result.stderr
+
+
+def test_patient_grouped_kfold_tests_every_record_once(ptbxl_dataset, ptbxl_features_embeddings, tmp_path):
+    art = _probe(ptbxl_dataset, ptbxl_features_embeddings, "superdiagnostic", tmp_path / "p", "--split", "kfold", "--folds", "5")
+    row = art.table("results.parquet").row(0, named=True)
+    assert art.parameters["split_used"] == "kfold"
+    assert row["n_test"] == 1965  # every record with a diagnostic label, each scored by the fold that held it out
+    assert row["macro_auroc"] > 0.82
+    predictions = art.table("predictions.parquet")
+    assert predictions["record_id"].n_unique() == 1965
