@@ -151,6 +151,9 @@ def test_privacy_guard_units():
     privacy.check_prompt("QRS 157090 ms", ["15709"])  # a longer number is not the id
     with pytest.raises(RecordError, match="date"):
         privacy.check_prompt("recorded 1984-11-09", [])
+    with pytest.raises(RecordError, match="date"):
+        privacy.check_prompt("compared with the tracing of 03/04/2150", [])  # MIMIC's shifted years
+    assert privacy.scrub_dates("compared with ECG of 2150-03-04; PR 160-180 ms") == "compared with ECG of [date]; PR 160-180 ms"
     assert "SECRETVALUE" not in privacy.redact("key SECRETVALUE and Bearer abc.def", ["SECRETVALUE"])
     assert privacy.safe_url("https://user:pw@host.example:8443/v1?key=1") == "https://host.example:8443/v1"
 
@@ -189,6 +192,9 @@ def test_template_file_is_replaceable_and_checked(inputs, tmp_path):
     bad.write_text("[system]\nx\n[user]\nRecord {record_id}\n")
     result = caption(inputs, "--template", bad, out=tmp_path / "d")
     assert result.exit_code == 2 and "unknown placeholder {record_id}" in result.stderr
+    bad.write_text("[system]\nanswer as JSON {\n[user]\n{findings}\n")
+    result = caption(inputs, "--template", bad, out=tmp_path / "e")
+    assert result.exit_code == 2 and "literal brace" in result.stderr
 
 
 # ---- the LLM path: litellm against the local server -----------------------------------------------------

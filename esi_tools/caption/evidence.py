@@ -12,11 +12,14 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from .privacy import scrub_dates
 
 # Measurements shown first, in reading order of an ECG report: column -> (label, unit, decimals).
 # Other numeric feature columns with a unit suffix follow, labelled from their names.
 KNOWN_MEASUREMENTS = {
     "hr_mean_bpm": ("heart rate", "bpm", 0),
+    "hr_min_bpm": ("lowest heart rate", "bpm", 0),
+    "hr_max_bpm": ("highest heart rate", "bpm", 0),
     "rr_sdnn_ms": ("RR variability (SDNN)", "ms", 0),
     "pr_ms": ("PR interval", "ms", 0),
     "p_ms": ("P wave duration", "ms", 0),
@@ -54,7 +57,7 @@ class RecordEvidence:
 class EvidenceOptions:
     top_k: int = 3  # passages per record: enough to ground the main findings, short enough for ~1k-token prompts
     passage_chars: int = 600  # each passage is cut at a sentence end near this length (prompt size and cost)
-    max_measurements: int = 16  # the report's intervals, axes and voltage indices; 150 per-lead values only add noise
+    max_measurements: int = 18  # the report's intervals, axes and voltage indices; 150 per-lead values only add noise
 
 
 def measurement_columns(columns: dict) -> list[tuple[str, str, str, int]]:
@@ -131,7 +134,7 @@ def _statements(row: dict, scp: dict[str, str], knowledge) -> list[dict]:
         elif system == "snomed":
             text = knowledge.title("snomed", code) or f"SNOMED CT {code}"
         else:
-            text = code
+            text = scrub_dates(code)  # free-text statements (MIMIC, LUDB) may quote the date of an earlier ECG
         item = {"code": code if system in ("scp", "snomed") else None, "text": text}
         if isinstance(likelihoods.get(code), (int, float)) and likelihoods[code] > 0:
             item["likelihood"] = float(likelihoods[code])

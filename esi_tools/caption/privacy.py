@@ -24,8 +24,9 @@ LOCAL_NETWORKS = [ipaddress.ip_network(n) for n in (
 LOCAL_PROVIDERS = {"ollama": "http://localhost:11434", "ollama_chat": "http://localhost:11434"}  # their default servers
 SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_KEY)$")
 SECRET_TEXT = re.compile(r"(Bearer\s+)\S+|\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
-DATE_TEXT = re.compile(r"\b(19|20)\d\d-[01]\d-[0-3]\d\b")
-DATE_HINT = re.compile(r"-[01]\d-")  # starts with a literal: a fast scan before the full date pattern
+# ISO and day/month/year dates; MIMIC shifts its dates into 2100-2200, so those years count too.
+DATE_TEXT = re.compile(r"\b(19|20|21|22)\d\d-[01]\d-[0-3]\d\b|\b[0-3]?\d[./-][01]?\d[./-](19|20|21|22)\d\d\b")
+DATE_HINT = re.compile(r"\d[-./][01]?\d[-./]\d")  # a cheap first pass before the full date pattern
 
 
 def is_local_host(host: str | None) -> bool:
@@ -81,6 +82,11 @@ def check_prompt(prompt: str, identifiers: list[str]) -> None:
             raise RecordError(f"privacy: the prompt contains an identifier of the record ({_hint(value)})")
     if DATE_HINT.search(prompt) and DATE_TEXT.search(prompt):
         raise RecordError("privacy: the prompt contains a calendar date")
+
+
+def scrub_dates(text: str) -> str:
+    """Free text (a statement, a report line) with any calendar date replaced: dates identify a visit."""
+    return DATE_TEXT.sub("[date]", text) if DATE_HINT.search(text) else text
 
 
 def _contains_token(text: str, value: str) -> bool:

@@ -47,7 +47,11 @@ def load_template(path: str | Path | None = None) -> Template:
     head, _, user = body.partition("[user]")
     system = head.partition("[system]")[2]
     for part in (system, user):
-        for _, name, _, _ in string.Formatter().parse(part):
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(part)]
+        except ValueError as exc:
+            raise InputError(f"{file}: {exc} (write a literal brace as {{{{ or }}}})") from None
+        for name in fields:
             if name is not None and name not in FIELDS:
                 raise InputError(f"{file}: unknown placeholder {{{name}}}; allowed: "
                                  + ", ".join(f"{{{f}}}" for f in FIELDS))

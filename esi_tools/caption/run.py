@@ -274,7 +274,7 @@ def _request(rows, todo: list[Job], cache, config: CaptionConfig, stats: dict) -
 
         asyncio.run(request_all(todo, client, budget, concurrency=config.concurrency, on_answer=on_answer))
     stats.update(requests=budget.requests, retries=client.retries, stopped=budget.stopped,
-                 cost_usd=round(budget.spent_usd, 8))
+                 cost_usd=round(budget.spent_usd, 8), price_known=client.price_known)
     if budget.stopped:
         warn(f"stopped: {budget.stopped}; rerun the same command to caption the remaining records")
     for row in rows:  # jobs never reached because the budget ran out

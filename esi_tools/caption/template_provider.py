@@ -45,7 +45,11 @@ INTERVALS = {  # measurement -> short and long names
     "qtc_bazett_ms": ("QTc", "QTc (Bazett)"),
     "qtc_fridericia_ms": ("QTcF", "QTc (Fridericia)"),
 }
-SHOWN_ELSEWHERE = {"hr_mean_bpm", "qrs_axis_deg", *INTERVALS}
+OTHER_MEASUREMENTS = {  # the few further values a report mentions, with short names (the prompt has them all)
+    "p_ms": "P wave duration",
+    "sokolow_lyon_mv": "Sokolow-Lyon voltage",
+    "cornell_mv": "Cornell voltage",
+}
 
 OPENINGS = (
     "This 12-lead ECG of a {who} shows {rhythm}{rate}.",
@@ -58,7 +62,7 @@ RATES = (" at {hr}", " with a rate of {hr}", ", heart rate {hr}")
 INTERVAL_LEADS = ("Intervals: {items}.", "The measured intervals are {items}.", "Automated measurements give {items}.")
 AXES = ("The frontal QRS axis is {axis}.", "The mean QRS axis lies at {axis}.", "QRS axis {axis}.")
 OTHERS = ("Further measurements: {items}.", "Other values: {items}.", "The analysis also reports {items}.")
-ABNORMAL = ("The automated analysis flags {items}.", "Notable are {items}.", "Findings include {items}.")
+ABNORMAL = ("The automated analysis flags {items}.", "Of note: {items}.", "Findings include {items}.")
 NORMAL = (
     "No conduction, axis, voltage or repolarisation abnormality is flagged.",
     "The automated rules flag no further abnormality.",
@@ -125,7 +129,7 @@ def _axis(measured: dict, rng: random.Random) -> str:
 
 
 def _others(measured: dict, rng: random.Random) -> str:
-    items = [f"{m['label']} {m['text']}" for name, m in measured.items() if name not in SHOWN_ELSEWHERE]
+    items = [f"{label} {measured[name]['text']}" for name, label in OTHER_MEASUREMENTS.items() if name in measured]
     return rng.choice(OTHERS).format(items=join(items)) if items else ""
 
 
