@@ -205,6 +205,13 @@ class PositionSampler:
             yield [(epoch, int(p)) for p in perm[lo : lo + self.batch_size]]
 
 
+def _worker_init(_worker_id: int) -> None:
+    """Workers ignore Ctrl-C: the main process finishes its step and checkpoints; the workers must still feed it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(dataset: PairDataset, sampler: PositionSampler, collate: Collate, *, workers: int):
     """DataLoader with its own generator, so creating it never consumes the global torch RNG (resume exactness)."""
     import torch
@@ -217,5 +224,6 @@ def make_loader(dataset: PairDataset, sampler: PositionSampler, collate: Collate
         num_workers=workers,
         prefetch_factor=4 if workers else None,  # a few batches ahead absorbs jitter in step time
         persistent_workers=False,
+        worker_init_fn=_worker_init,
         generator=torch.Generator().manual_seed(0),
     )

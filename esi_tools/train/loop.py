@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -78,6 +79,8 @@ def _reduce_mean(values: list[float], world_size: int) -> list[float]:
 
 def pretrain(cfg: PretrainConfig, dataset_path: Path, out: Path, *, captions: Path | None = None, force: bool = False) -> Path | None:
     """Train an ESI model and export it to `out`; returns the artifact path on rank 0, None elsewhere."""
+    # DataLoader workers are forked: the Rust tokenizer's thread pool must not be live across the fork
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rank, world, device, created = setup_distributed(cfg)
     try:
         return _pretrain(cfg, dataset_path, out, captions, force, rank, world, device)
