@@ -147,8 +147,11 @@ def test_privacy_guard_units():
         privacy.decide(credentialed=True, model=MODEL, api_base=None, allow_remote=False)
     assert privacy.decide(credentialed=True, model=MODEL, api_base=None, allow_remote=True)["decision"].startswith("allowed")
     with pytest.raises(RecordError, match="identifier"):
-        privacy.check_prompt("Patient 15709 aged 56", ["1", "15709"])
-    privacy.check_prompt("QRS 157090 ms", ["15709"])  # a longer number is not the id
+        privacy.check_prompt("Patient 10015709 aged 56", ["1", "10015709"])
+    with pytest.raises(RecordError, match="identifier"):
+        privacy.check_prompt("see study s40689238/ecg", ["s40689238"])
+    privacy.check_prompt("QRS 100157090 ms", ["10015709"])  # a longer number is not the id
+    privacy.check_prompt("RR mean: 1304 ms", ["1304"])  # a short numeric id cannot be told from a measurement
     with pytest.raises(RecordError, match="date"):
         privacy.check_prompt("recorded 1984-11-09", [])
     with pytest.raises(RecordError, match="date"):

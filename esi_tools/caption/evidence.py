@@ -20,6 +20,7 @@ KNOWN_MEASUREMENTS = {
     "hr_mean_bpm": ("heart rate", "bpm", 0),
     "hr_min_bpm": ("lowest heart rate", "bpm", 0),
     "hr_max_bpm": ("highest heart rate", "bpm", 0),
+    "rr_mean_ms": ("mean RR interval", "ms", 0),
     "rr_sdnn_ms": ("RR variability (SDNN)", "ms", 0),
     "pr_ms": ("PR interval", "ms", 0),
     "p_ms": ("P wave duration", "ms", 0),

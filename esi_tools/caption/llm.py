@@ -112,8 +112,14 @@ class LLMClient:
         return float(inp + out)
 
     def estimate_cost(self, system: str, user: str) -> float | None:
-        """A pessimistic cost of one attempt (full max_tokens answer), for --max-cost before any answer."""
-        return self._price((len(system) + len(user)) // 3 + 8, self.config.max_tokens)
+        """An upper bound of one attempt's cost (the prompt's tokens and a full max_tokens answer): what
+        --max-cost reserves while the request is in flight, so the cap holds whatever the answers cost."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        try:
+            tokens = self.litellm.token_counter(model=self.config.model, messages=messages)
+        except Exception:  # no tokenizer for this model: ~2.3 characters per token is the worst seen on prompts
+            tokens = (len(system) + len(user)) // 2
+        return self._price(tokens, self.config.max_tokens)
 
     async def complete(self, system: str, user: str, budget) -> Completion:
         """Ask until a usable answer arrives or retries run out; `budget.acquire` may stop before any attempt.

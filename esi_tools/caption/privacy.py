@@ -22,6 +22,10 @@ LOCAL_NETWORKS = [ipaddress.ip_network(n) for n in (
     "fc00::/7", "fe80::/10", "169.254.0.0/16",  # IPv6 unique-local, link-local
 )]
 LOCAL_PROVIDERS = {"ollama": "http://localhost:11434", "ollama_chat": "http://localhost:11434"}  # their default servers
+# A numeric id shorter than this is indistinguishable from a measured value (PTB-XL ecg_id 1304 vs an RR of
+# 1304 ms), so it is not searched for; evidence is built from an allow-list, so ids cannot enter it anyway.
+# MIMIC's subject and study ids have 8 digits and are checked.
+MIN_NUMERIC_ID = 6
 SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_KEY)$")
 SECRET_TEXT = re.compile(r"(Bearer\s+)\S+|\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
 # ISO and day/month/year dates; MIMIC shifts its dates into 2100-2200, so those years count too.
@@ -78,7 +82,8 @@ def decide(*, credentialed: bool, model: str, api_base: str | None, allow_remote
 def check_prompt(prompt: str, identifiers: list[str]) -> None:
     """Refuse a prompt carrying a record's identifiers (ids, dates, paths): a RecordError names which."""
     for value in identifiers:
-        if value and len(value) >= 4 and _contains_token(prompt, value):
+        shortest = MIN_NUMERIC_ID if value.isdigit() else 4
+        if value and len(value) >= shortest and _contains_token(prompt, value):
             raise RecordError(f"privacy: the prompt contains an identifier of the record ({_hint(value)})")
     if DATE_HINT.search(prompt) and DATE_TEXT.search(prompt):
         raise RecordError("privacy: the prompt contains a calendar date")

@@ -75,9 +75,9 @@ class Job:
 class Budget:
     """Counts provider calls and spend; refuses an attempt that could cross --max-requests / --max-cost.
 
-    An attempt reserves its estimated cost while in flight. When the reservations of other requests are what
-    stands in the way, it waits for them to settle instead of stopping: the run stops only when the money
-    actually spent leaves no room for one more answer.
+    Each attempt reserves an upper bound of its cost while in flight (LLMClient.estimate_cost), so spend never
+    passes --max-cost. When other requests' reservations are what stands in the way, an attempt waits for them
+    to settle instead of stopping: the run stops only when the money actually spent leaves no room.
     """
 
     max_cost_usd: float | None = None
@@ -85,13 +85,13 @@ class Budget:
     requests: int = 0
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
-    largest_usd: float | None = None  # the dearest answer so far: the estimate once real costs are known
     stopped: str | None = None
     _settled: asyncio.Condition | None = field(default=None, repr=False)
 
     async def acquire(self, estimate: float | None) -> float:
         if self._settled is None:
             self._settled = asyncio.Condition()
+        reserve = estimate or 0.0  # unknown price: nothing to reserve (the run warned about it)
         async with self._settled:
             while True:
                 if self.stopped:
@@ -99,14 +99,12 @@ class Budget:
                 if self.max_requests is not None and self.requests >= self.max_requests:
                     self.stopped = f"--max-requests {self.max_requests} reached"
                     raise BudgetStop(self.stopped)
-                reserve = 0.0
                 if self.max_cost_usd is not None:
-                    reserve = self.largest_usd if self.largest_usd is not None else (estimate or 0.0)
                     if self.spent_usd + reserve > self.max_cost_usd:
                         self.stopped = f"--max-cost {self.max_cost_usd:g} USD reached (spent {self.spent_usd:.6f} USD)"
                         raise BudgetStop(self.stopped)
                     if self.spent_usd + self.reserved_usd + reserve > self.max_cost_usd:
-                        await self._settled.wait()  # requests in flight may cost less than reserved
+                        await self._settled.wait()  # requests in flight will likely cost less than reserved
                         continue
                 self.requests += 1
                 self.reserved_usd += reserve
@@ -114,9 +112,7 @@ class Budget:
 
     async def release(self, reserved: float, cost: float | None) -> None:
         self.reserved_usd -= reserved
-        if cost is not None:
-            self.spent_usd += cost
-            self.largest_usd = cost if self.largest_usd is None else max(self.largest_usd, cost)
+        self.spent_usd += cost or 0.0
         if self._settled is not None:
             async with self._settled:
                 self._settled.notify_all()
