@@ -69,6 +69,18 @@ def test_ludb_fiducials_match_cardiologists(ludb_features, ludb_dataset):
         assert abs(s[mark]["mean_ms"]) <= 12 and s[mark]["sd_ms"] <= 22, (mark, s[mark])
 
 
+def test_ludb_paced_records_are_not_measured_as_native_beats(ludb_features, ludb_dataset):
+    f = open_artifact(ludb_features, "features").table("features.parquet")
+    labels = open_artifact(ludb_dataset, "dataset").table("records.parquet")["labels"].to_list()
+    paced = np.array([any("pacing" in s.lower() or "synchrony" in s.lower() for s in lab) for lab in labels])
+    reason = f["quality_reason"].fill_null("").to_numpy()
+    flagged = np.array(["paced" in r for r in reason])
+    assert paced.sum() >= 8
+    assert flagged[paced].sum() >= 3 and (~f["usable"].to_numpy()[paced]).sum() >= 5
+    assert flagged[~paced].sum() == 0  # never on a native rhythm
+    assert (~f["usable"].to_numpy()[~paced]).mean() < 0.02
+
+
 def test_ludb_scoring_rejects_a_shifted_detector():
     """The scorer itself: fiducials shifted by 60 ms must show up as a 60 ms bias, misses as lost sensitivity."""
     ref, span = read_annotations(LUDB / "data" / "1", "ii")

@@ -21,7 +21,7 @@ from ..signal.leads import STANDARD_LEADS
 from .findings import derive
 from .measure import MARK_NAMES, empty_record, measure_record
 from .pipeline import analyse
-from .quality import assess, lead_quality
+from .quality import assess, lead_quality, pacing_fraction
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ def analyse_chunk(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (no beats, edge windows) are expected
         xc, beats = analyse(x, mask, fs, valid)
         quality = lead_quality(x, xc, mask, fs, valid)
+        paced = (pacing_fraction(x, beats.record, beats.r - beats.pre + beats.marks["qrs_on"], fs)
+                 if beats is not None else np.full(len(x), np.nan))
         rows, beat_cols = [], {k: [] for k in ("record", "beat", "r_sample", *[f"{m}_sample" for m in MARK_NAMES],
                                                  "p_present", "ectopic")}
         for b in range(len(x)):
@@ -56,7 +58,7 @@ def analyse_chunk(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
                 row, ectopic = empty_record(), np.zeros(0, bool)
             noise = np.array([row[f"noise_{lead}_mv"] for lead in STANDARD_LEADS], float)
             flags, reason = assess(quality["flat"][b], quality["saturated"][b], quality["wander_mv"][b], noise,
-                                   int(row["n_beats"]), int(row["n_normal_beats"]), STANDARD_LEADS)
+                                   int(row["n_beats"]), int(row["n_normal_beats"]), STANDARD_LEADS, paced[b])
             for i, lead in enumerate(STANDARD_LEADS):
                 row[f"wander_{lead}_mv"] = float(quality["wander_mv"][b, i])
                 row[f"flat_{lead}"] = bool(quality["flat"][b, i])
