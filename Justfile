@@ -21,8 +21,8 @@ test *args:
     {{py}} -m pytest -q {{args}}
 
 # Every benchmark side by side; results in bench/RESULTS.md
-bench:
-    {{py}} bench/run_all.py
+bench *args:
+    {{py}} bench/run_all.py {{args}}
 
 lint:
     {{py}} -m ruff check .

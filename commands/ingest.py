@@ -25,7 +25,8 @@ def ingest(
     force: bool = ForceOption,
 ) -> None:
     """Read every record, resample to --fs, reorder leads to I..V6, store int16 uV; bad records go to rejects."""
-    from esi_tools.ingest.run import IngestConfig, ingest as run
+    from esi_tools.ingest.run import IngestConfig
+    from esi_tools.ingest.run import ingest as run
 
     config = IngestConfig(kind=kind, fs=fs, seconds=seconds, records=records, workers=workers, limit=limit)
     emit(run(config, src, out or default_out("dataset", kind, src.resolve(), fs, seconds, records, limit), force=force))
