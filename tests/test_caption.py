@@ -341,6 +341,8 @@ def test_api_key_never_written_or_logged(inputs, tmp_path, server, monkeypatch):
     assert server.auth_headers and all(h == f"Bearer {SECRET}" for h in server.auth_headers)  # the key was used
     for text in (bad.stdout, bad.stderr, good.stdout, good.stderr):
         assert SECRET not in text
+    unset = caption(inputs, *llm_args(server, "--api-key-env", "ESI_TEST_NO_SUCH_KEY"), out=tmp_path / "unset")
+    assert unset.exit_code == 2 and "ESI_TEST_NO_SUCH_KEY" in unset.stderr and "not set" in unset.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()] + [p for p in Path(os.environ["ESI_HOME"]).rglob("*") if p.is_file()]
     assert any(p.name == "captions.sqlite" for p in files) and any(p.name == "captions.parquet" for p in files)
     for path in files:

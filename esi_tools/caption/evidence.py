@@ -97,6 +97,7 @@ class Knowledge:
     """The knowledge base's code -> passage links (empty when the knowledge module is not installed)."""
 
     def __init__(self):
+        self._memo: dict[tuple[str, str], str | None] = {}
         try:
             from ..knowledge import load_passages, passage_for
         except ImportError:
@@ -108,7 +109,10 @@ class Knowledge:
     def passage(self, system: str, code: str) -> str | None:
         if self._lookup is None or system not in ("scp", "snomed", "finding", "mimic"):
             return None
-        return self._lookup(system, code)
+        key = (system, code)
+        if key not in self._memo:  # a dataset repeats a few hundred codes over and over
+            self._memo[key] = self._lookup(system, code)
+        return self._memo[key]
 
     def title(self, system: str, code: str) -> str | None:
         pid = self.passage(system, code)
@@ -169,11 +173,13 @@ def collect(dataset, features=None, retrieval=None, options: EvidenceOptions = E
         if "description" in table.columns:
             scp = dict(zip(table["code"].to_list(), table["description"].to_list(), strict=True))
     knowledge = Knowledge()
-    feats = _feature_rows(features, records)
+    feats = _feature_rows(features, records, options)
     hits = _passages_by_record(retrieval, options)
     titles = _finding_titles()
     out, rejects = [], []
-    for row in records.iter_rows(named=True):
+    used = ["record_id", "patient_id", "recording_date", "source_path", "age", "sex", "labels", "label_system",
+            "label_likelihoods"]
+    for row in records.select([c for c in used if c in records.columns]).iter_rows(named=True):
         rid = str(row["record_id"])
         evidence = {"age": _age(row.get("age")), "age_cap": OLDEST_AGE,
                     "sex": row.get("sex") if row.get("sex") in ("M", "F") else None,
@@ -198,14 +204,17 @@ class _FeatureRows(dict):
     columns: list[tuple[str, str, str, int]]
 
 
-def _feature_rows(features, records) -> _FeatureRows | None:
+def _feature_rows(features, records, options: EvidenceOptions) -> _FeatureRows | None:
     if features is None:
         return None
     table = features.table("features.parquet")
     if "record_id" not in table.columns:
         raise InputError(f"{features.path}: features.parquet has no record_id column")
-    rows = _FeatureRows((str(r["record_id"]), r) for r in table.iter_rows(named=True))
-    rows.columns = measurement_columns(dict(table.schema))
+    columns = measurement_columns(dict(table.schema))[: options.max_measurements]  # the same set for every record
+    wanted = ["record_id", *(c for c in ("findings", "usable", "quality_reason") if c in table.columns),
+              *(c[0] for c in columns)]
+    rows = _FeatureRows((str(r["record_id"]), r) for r in table.select(wanted).iter_rows(named=True))
+    rows.columns = columns
     ids = set(records["record_id"].cast(str).to_list())
     if ids and not ids & rows.keys():
         raise InputError(f"{features.path}: no record of the dataset is in this features artifact "

@@ -10,6 +10,7 @@ for them. Ctrl-C or a kill leaves no artifact, but everything already paid for i
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..artifacts import ArtifactWriter, open_artifact
 from ..console import log, progress, warn
 from ..dataset import Dataset
-from ..errors import EsiError, InputError, RecordError
+from ..errors import EsiError, InputError, RecordError, UsageError
 from . import privacy, template_provider
 from .cache import Cached, CaptionCache, cache_key
 from .evidence import EvidenceOptions, collect
@@ -148,6 +149,8 @@ async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, con
 
 def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_path: Path | None = None,
             retrieval_path: Path | None = None, force: bool = False) -> Path:
+    if config.api_key_env and not os.environ.get(config.api_key_env):  # fail before any work, not at the first miss
+        raise UsageError(f"--api-key-env {config.api_key_env}: that environment variable is not set")
     dataset = Dataset.open(dataset_path)
     features = open_artifact(features_path, "features") if features_path else None
     retrieval = open_artifact(retrieval_path, "retrieval") if retrieval_path else None
