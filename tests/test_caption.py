@@ -306,7 +306,9 @@ def test_resume_after_killed_run_requests_only_missing(inputs, tmp_path, server)
     env = {**os.environ, "ESI_QUIET": "1"}
     cmd = [str(ROOT / ".venv" / "bin" / "esi"), "caption", str(dataset), "--features", str(features), "--retrieval",
            str(retrieval), "--out", str(tmp_path / "c"), *llm_args(server, "--concurrency", "2")]
-    proc = subprocess.Popen(cmd if Path(cmd[0]).exists() else [sys.executable, "-m", "commands.main", *cmd[1:]],
+    if not Path(cmd[0]).exists():  # not installed as a script: the same app through the interpreter
+        cmd = [sys.executable, "-c", "from commands.main import app; app()", *cmd[1:]]
+    proc = subprocess.Popen(cmd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     deadline = time.time() + 60
     while server.requests < 8 and time.time() < deadline and proc.poll() is None:
