@@ -20,6 +20,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from . import params as P
+from .stats import group_nanmedian
 
 
 @dataclass
@@ -96,14 +97,10 @@ def _consensus(record: np.ndarray, mark: np.ndarray, tol: float) -> np.ndarray:
     T waves barely change shape beat to beat, so a stray T peak/offset is a delineation slip (noise, a
     merged P wave) far more often than physiology; the record median is the better estimate for that beat.
     """
-    out = mark.copy()
-    for rec in np.unique(record):
-        sel = np.flatnonzero((record == rec) & np.isfinite(mark))
-        if len(sel) >= 3:
-            med = np.median(mark[sel])
-            stray = np.abs(mark[sel] - med) > tol
-            out[sel[stray]] = med
-    return out
+    med, count = group_nanmedian(mark, record, int(record.max()) + 1 if len(record) else 0)
+    med, count = med[record], count[record]
+    stray = (count >= 3) & (np.abs(mark - med) > tol)
+    return np.where(stray, med, mark)
 
 
 def _t_per_lead(yt: np.ndarray, mask: np.ndarray, lo: np.ndarray, hi: np.ndarray, fs: float):
@@ -227,11 +224,8 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     p_ok &= np.isfinite(p_on) & np.isfinite(p_off)
     # consistency: a P wave keeps its distance to QRS onset within a record
     dist = qrs_on - p_peak
-    for rec in np.unique(record):
-        sel = (record == rec) & p_ok
-        if sel.sum() >= 2:
-            med = np.median(dist[sel])
-            p_ok[sel] &= np.abs(dist[sel] - med) <= P.P_CONSISTENCY_S * fs
+    med, count = group_nanmedian(np.where(p_ok, dist, np.nan), record, int(record.max()) + 1)
+    p_ok &= (count[record] < 2) | (np.abs(dist - med[record]) <= P.P_CONSISTENCY_S * fs)
     for arr in (p_on, p_peak, p_off):
         arr[~p_ok] = np.nan
 

@@ -43,12 +43,14 @@ def qrs_envelope(x: np.ndarray, fs: float, mask: np.ndarray) -> np.ndarray:
     return uniform_filter1d(energy.sum(axis=1) / votes, size=max(1, int(P.INTEGRATION_S * fs)), axis=-1)
 
 
-def detect_r_peaks(envelope: np.ndarray, magnitude: np.ndarray, fs: float, valid: int) -> np.ndarray:
-    """R-peak sample indices of one record from its envelope (L,), refined on the spatial magnitude (L,)."""
+def detect_r_peaks(envelope: np.ndarray, magnitude: np.ndarray, fs: float, valid: int, ref: float) -> np.ndarray:
+    """R-peak sample indices of one record from its envelope (L,), refined on the spatial magnitude (L,).
+
+    `ref` is the envelope's ENVELOPE_REF_QUANTILE over the valid part (computed for a whole chunk at once).
+    """
     env = envelope[:valid]
-    if not np.isfinite(env).all() or env.max() <= 0:
+    if valid < 2 or not np.isfinite(env).all() or env.max() <= 0:
         return np.zeros(0, np.int64)
-    ref = np.quantile(env, P.ENVELOPE_REF_QUANTILE)
     peaks, _ = find_peaks(env, height=P.DETECT_THRESHOLD * ref, distance=max(1, int(P.REFRACTORY_S * fs)))
     if len(peaks) == 0:
         return peaks.astype(np.int64)

@@ -14,6 +14,7 @@ from . import params as P
 from .delineate import Beats
 from .findings import LOW_VOLTAGE_LIMB_MV, LOW_VOLTAGE_PRECORDIAL_MV
 from .quality import NOISE_MV
+from .stats import nanmedian0
 
 MARK_NAMES = ("p_on", "p_peak", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
 PER_LEAD = ("p_amp", "q_amp", "r_amp", "s_amp", "qrs_ptp", "st_j", "st_j60", "t_amp")
@@ -33,24 +34,14 @@ def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (a0 * b0).sum(1) / np.where(den > 0, den, 1), np.nan)
 
 
-def nanmedian0(a: np.ndarray) -> np.ndarray:
-    """NaN-ignoring median along axis 0 by one sort (np.nanmedian costs ~50 us per call on small arrays)."""
-    a = np.asarray(a, float)
-    s = np.sort(a, axis=0)  # NaN sorts last
-    k = np.isfinite(a).sum(axis=0)
-    last = np.maximum(k - 1, 0)
-    lo = np.expand_dims(last // 2, 0)  # the middle one or two of the k finite values
-    hi = np.expand_dims(np.minimum(k // 2, last), 0)
-    med = (np.take_along_axis(s, lo, 0) + np.take_along_axis(s, hi, 0))[0] / 2
-    return np.where(k > 0, med, np.nan)
-
-
 def _median_beat(w: np.ndarray) -> np.ndarray:
     """(12, W) median over beats; beats cut by the record edge only fill in where they have samples."""
     whole = np.isfinite(w).all(axis=(1, 2))
     if whole.sum() >= 3:
-        return np.median(w[whole], axis=0)
-    return np.nanmedian(w, axis=0)
+        s = np.sort(w[whole], axis=0)  # sort beats: 2-3x faster than np.median's partition on this axis
+        k = len(s)
+        return (s[(k - 1) // 2] + s[k // 2]) / 2
+    return nanmedian0(w)
 
 
 def empty_record() -> dict:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import detect
+from . import params as P
 from .delineate import Beats, delineate
+from .stats import group_nanmedian
 
 
 def rr_context(record: np.ndarray, r: np.ndarray, n_records: int) -> tuple[np.ndarray, np.ndarray]:
@@ -16,13 +18,8 @@ def rr_context(record: np.ndarray, r: np.ndarray, n_records: int) -> tuple[np.nd
     d = np.diff(r).astype(float)
     rr_prev[1:] = np.where(same, d, np.nan)
     rr_next[:-1] = np.where(same, d, np.nan)
-    for rec in range(n_records):
-        sel = record == rec
-        vals = rr_prev[sel]
-        med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
-        rr_prev[sel] = np.where(np.isfinite(rr_prev[sel]), rr_prev[sel], med)
-        rr_next[sel] = np.where(np.isfinite(rr_next[sel]), rr_next[sel], med)
-    return rr_prev, rr_next
+    med = group_nanmedian(rr_prev, record, n_records)[0][record]
+    return np.where(np.isfinite(rr_prev), rr_prev, med), np.where(np.isfinite(rr_next), rr_next, med)
 
 
 def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
@@ -35,7 +32,10 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     env = detect.qrs_envelope(x, fs, mask)
     weight = mask / np.maximum(np.percentile(np.abs(xc), 99, axis=-1), 1e-3)  # each lead counts equally
     magnitude = ((xc * weight[:, :, None]) ** 2).sum(axis=1)
-    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fs, int(valid[b])) for b in range(len(x))]
+    inside = np.arange(env.shape[1])[None, :] < valid[:, None]
+    ref = np.nanquantile(np.where(inside, env, np.nan), P.ENVELOPE_REF_QUANTILE, axis=1) if not inside.all() \
+        else np.quantile(env, P.ENVELOPE_REF_QUANTILE, axis=1)
+    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fs, int(valid[b]), ref[b]) for b in range(len(x))]
     for b in range(len(x)):
         xc[b, :, int(valid[b]):] = np.nan
     record = np.concatenate([np.full(len(p), b, np.int64) for b, p in enumerate(peaks)]) if peaks else np.zeros(0, np.int64)
