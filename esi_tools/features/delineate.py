@@ -35,6 +35,8 @@ class Beats:
     p_searchable: np.ndarray  # (n,) bool: the whole P search window lies inside the record
     iso: np.ndarray  # (n, 12) isoelectric level per lead, mV
     windows: np.ndarray  # (n, 12, W) baseline-corrected mV
+    step: int = 1  # beat samples are dataset samples / step (decimated analysis above ANALYSIS_FS)
+    fs: float = 0.0  # the analysis rate: dataset fs / step
 
 
 def _smooth(x: np.ndarray, seconds: float, fs: float) -> np.ndarray:

@@ -25,25 +25,33 @@ def rr_context(record: np.ndarray, r: np.ndarray, n_records: int) -> tuple[np.nd
 def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     """x: (B, 12, L) mV float32, mask: (B, 12) bool, valid: (B,) usable samples per record.
 
-    Returns (xc, beats): the cleaned chunk (NaN past each record's valid length) and every beat's fiducials.
+    Returns (xc, beats): the cleaned chunk at fs (NaN past each record's valid length) and every beat's
+    fiducials. Above ANALYSIS_FS the cleaned (40-Hz low-passed, so alias-free) signal is decimated before
+    detection and delineation; `beats.step` maps its samples back to the dataset's (beats.fs = fs / step).
     """
     x = np.where(mask[:, :, None], x, 0.0).astype(np.float32, copy=False)
     xc = detect.clean(x, fs)
-    env = detect.qrs_envelope(x, fs, mask)
-    weight = mask / np.maximum(np.percentile(np.abs(xc), 99, axis=-1), 1e-3)  # each lead counts equally
-    magnitude = ((xc * weight[:, :, None]) ** 2).sum(axis=1)
-    inside = np.arange(env.shape[1])[None, :] < valid[:, None]
+    step = max(1, int(fs // P.ANALYSIS_FS))
+    xa = np.ascontiguousarray(xc[..., ::step]) if step > 1 else xc.copy()
+    fa, va = fs / step, -(-np.asarray(valid) // step)
+    env = detect.qrs_envelope(x if step == 1 else xa, fa, mask)
+    weight = mask / np.maximum(np.percentile(np.abs(xa), 99, axis=-1), 1e-3)  # each lead counts equally
+    magnitude = ((xa * weight[:, :, None]) ** 2).sum(axis=1)
+    inside = np.arange(env.shape[1])[None, :] < va[:, None]
     ref = np.nanquantile(np.where(inside, env, np.nan), P.ENVELOPE_REF_QUANTILE, axis=1) if not inside.all() \
         else np.quantile(env, P.ENVELOPE_REF_QUANTILE, axis=1)
-    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fs, int(valid[b]), ref[b]) for b in range(len(x))]
+    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fa, int(va[b]), ref[b]) for b in range(len(x))]
     for b in range(len(x)):
         xc[b, :, int(valid[b]):] = np.nan
+        xa[b, :, int(va[b]):] = np.nan
     record = np.concatenate([np.full(len(p), b, np.int64) for b, p in enumerate(peaks)]) if peaks else np.zeros(0, np.int64)
     r = np.concatenate(peaks) if peaks else np.zeros(0, np.int64)
     rr_prev, rr_next = rr_context(record, r, len(x))
     if len(r) == 0:
         return xc, None
-    return xc, delineate(xc, mask, record, r, rr_prev, rr_next, fs)
+    beats = delineate(xa, mask, record, r, rr_prev, rr_next, fa)
+    beats.step, beats.fs = step, fa
+    return xc, beats
 
 
 __all__ = ["Beats", "analyse", "rr_context"]

@@ -46,14 +46,14 @@ def analyse_chunk(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (no beats, edge windows) are expected
         xc, beats = analyse(x, mask, fs, valid)
         quality = lead_quality(x, xc, mask, fs, valid)
-        paced = (pacing_fraction(x, beats.record, beats.r - beats.pre + beats.marks["qrs_on"], fs)
+        paced = (pacing_fraction(x, beats.record, (beats.r - beats.pre + beats.marks["qrs_on"]) * beats.step, fs)
                  if beats is not None else np.full(len(x), np.nan))
         rows, beat_cols = [], {k: [] for k in ("record", "beat", "r_sample", *[f"{m}_sample" for m in MARK_NAMES],
                                                  "p_present", "ectopic")}
         for b in range(len(x)):
             sel = np.flatnonzero(beats.record == b) if beats is not None else np.zeros(0, np.int64)
             if len(sel):
-                row, ectopic = measure_record(beats, sel, fs, mask[b])
+                row, ectopic = measure_record(beats, sel, beats.fs, mask[b])
             else:
                 row, ectopic = empty_record(), np.zeros(0, bool)
             noise = np.array([row[f"noise_{lead}_mv"] for lead in STANDARD_LEADS], float)
@@ -72,9 +72,9 @@ def analyse_chunk(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
                 offset = beats.r[sel] - beats.pre
                 beat_cols["record"].append(np.full(len(sel), b))
                 beat_cols["beat"].append(np.arange(len(sel)))
-                beat_cols["r_sample"].append(beats.r[sel])
+                beat_cols["r_sample"].append(beats.r[sel] * beats.step)  # back on the dataset's time base
                 for m in MARK_NAMES:
-                    beat_cols[f"{m}_sample"].append(offset + beats.marks[m][sel])
+                    beat_cols[f"{m}_sample"].append((offset + beats.marks[m][sel]) * beats.step)
                 beat_cols["p_present"].append(beats.p_present[sel])
                 beat_cols["ectopic"].append(ectopic)
     return rows, {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in beat_cols.items()}
