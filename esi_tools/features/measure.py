@@ -86,7 +86,9 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     ref = template[mask, q0:q1].ravel()
     lag = max(1, int(round(P.ECTOPIC_LAG_S * fs)))
     step = max(1, lag // 5)  # ~11 lags whatever fs: a 1-sample R jitter at 100 Hz must not look ectopic
-    corr = np.max([_corr(w[:, mask, q0 + k:q1 + k].reshape(n, -1), ref) for k in range(-lag, lag + 1, step)], axis=0)
+    shifts = range(-lag, lag + 1, step)
+    stacked = np.concatenate([w[:, mask, q0 + k:q1 + k].reshape(n, -1) for k in shifts])  # all lags, one pass
+    corr = _corr(stacked, ref).reshape(len(shifts), n).max(axis=0)
     med_rr = np.median(rr)
     rr_prev = np.concatenate([[np.nan], rr])
     rr_next = np.concatenate([rr, [np.nan]])
@@ -140,7 +142,7 @@ def _amplitudes(row: dict, tmpl: np.ndarray, rel: dict, fs: float, p_present: bo
     w = tmpl.shape[1]
 
     def at(v):
-        return int(np.clip(round(v), 0, w - 1))
+        return min(max(int(round(float(v))), 0), w - 1)
 
     on, off = at(rel["qrs_on"]), at(rel["qrs_off"])
     seg = tmpl[:, on:off + 1]
