@@ -1,20 +1,66 @@
 # esi-tools recipes. `just all` reproduces the whole chain; `just test` is what CI runs.
 
 py := justfile_directory() / ".venv/bin/python"
-esi := justfile_directory() / ".venv/bin/esi"
 
-# PTB-XL root (downloaded into data/ptb-xl when missing), captioner, run name
-data := ""
-llm := "template"
-run := "runs/ptbxl"
+# The whole chain: just all [data=DIR] [llm=MODEL] [run=DIR] [profile=cpu-demo|smoke]
+# ingest -> features -> retrieve index + retrieve -> caption -> pretrain -> embed (ESI + baselines)
+# -> probe (superdiagnostic, form, rhythm; linear + zero-shot) -> identify -> report.
+# Each step writes one artifact under the run directory and is skipped when that artifact exists:
+# delete a step's directory to redo it (and the steps after it).
+all *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    data=""; llm=template; run=runs/ptbxl; profile=cpu-demo
+    for kv in {{args}}; do
+        case "$kv" in
+            data=*|llm=*|run=*|profile=*) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+            *) echo "usage: just all [data=DIR] [llm=MODEL] [run=DIR] [profile=cpu-demo|smoke]" >&2; exit 2 ;;
+        esac
+    done
+    export PATH="{{justfile_directory()}}/.venv/bin:$PATH" LITELLM_LOCAL_MODEL_COST_MAP=True
+    case "$profile" in
+        # 300 real records, a few training steps, fewer resamples: proves the chain works in minutes
+        smoke) limit=(--limit 300); train=(--profile cpu-demo --max-steps 12 --batch-size 16 --workers 0)
+               boot=(--bootstrap 200); probe=(--min-positives 3) ;;
+        # the whole PTB-XL subset, atto encoder + MiniLM text tower on the CPU
+        cpu-demo) limit=(); train=(--profile cpu-demo); boot=(); probe=() ;;
+        *) echo "unknown profile '$profile' (cpu-demo | smoke)" >&2; exit 2 ;;
+    esac
+    if [ -z "$data" ]; then
+        data=data/ptb-xl
+        [ -f "$data/ptbxl_database.csv" ] || esi download ptb-xl --records100-only --out "$data" >/dev/null
+    fi
+    mkdir -p "$run"
+    step() {  # step NAME ESI-ARGS...: run `esi ESI-ARGS --out RUN/NAME` unless that artifact exists
+        local out="$run/$1"; shift
+        if [ -f "$out/manifest.json" ]; then echo "= $out (exists, kept)" >&2; return; fi
+        echo "+ esi $* --out $out" >&2
+        SECONDS=0
+        esi "$@" --out "$out" >/dev/null
+        echo "  wrote $out in ${SECONDS}s" >&2
+    }
+    step dataset ingest ptbxl "$data" "${limit[@]}"
+    step features features "$run/dataset"
+    step index retrieve index builtin
+    step retrieval retrieve "$run/dataset" --features "$run/features" --index "$run/index"
+    step captions caption "$run/dataset" -f "$run/features" -r "$run/retrieval" --model "$llm"
+    step model pretrain "$run/dataset" --captions "$run/captions" "${train[@]}"
+    step emb-esi embed "$run/dataset" --checkpoint "$run/model"
+    step emb-random embed "$run/dataset" --random-init atto
+    step emb-features embed "$run/features"
+    embeddings=(-e "$run/emb-esi" -e "$run/emb-random" -e "$run/emb-features" --name esi --name random-init --name features)
+    for task in superdiagnostic form rhythm; do
+        step "probe-$task" probe "$run/dataset" "${embeddings[@]}" --task "$task" --fraction 0.1 --fraction 1.0 \
+            --zero-shot "$run/model" "${boot[@]}" "${probe[@]}"
+    done
+    step identify identify "$run/dataset" "${embeddings[@]}" "${boot[@]}"
+    esi report "$run" --out "$run/report" --force >/dev/null
+    echo "report: $run/report/report.html" >&2
+    echo "$run"
 
-# The whole chain on PTB-XL: ingest -> features -> retrieve -> caption -> pretrain -> embed -> probe -> identify -> report
-all:
-    {{py}} -m esi_tools.pipeline --data "{{data}}" --llm "{{llm}}" --run "{{run}}" --profile cpu-demo
-
-# The whole chain on ~100 real records with the tiny profile (minutes); the test suite runs it too
-smoke data="../shared/data/ptbxl" run="runs/smoke":
-    {{py}} -m esi_tools.pipeline --data "{{data}}" --llm template --run "{{run}}" --profile smoke
+# The whole chain on 300 real PTB-XL records with the smoke profile (minutes); the test suite runs it too
+smoke *args:
+    @"{{just_executable()}}" all data=../shared/data/ptbxl run=runs/smoke profile=smoke {{args}}
 
 # The test suite (real data from ../shared/data, no network)
 test *args:
