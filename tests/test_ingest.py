@@ -193,3 +193,17 @@ def test_bad_source_is_one_line_error(tmp_path):
     assert result.exit_code == 2 and "no such directory" in result.stderr and "Traceback" not in result.output
     result = run_esi("ingest", "nonsense", PTBXL, "--out", tmp_path / "x")
     assert result.exit_code == 2 and "unknown dataset kind" in result.stderr
+
+
+def test_two_lead_record_kept_with_mask(tmp_path):
+    """A Holter-style record with only MLII and V1 (cut from a real one) is kept, zero-filled and masked."""
+    rec = wfdb.rdrecord(str(PTBXL / "records100/00000/00010_lr"))
+    two = rec.p_signal[:, [1, 6]]
+    wfdb.wrsamp("holter", fs=100, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=two, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    result = run_esi("-q", "ingest", "wfdb", tmp_path, "--out", tmp_path / "ds")
+    assert result.exit_code == 0, result.output
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.lead_mask[0].tolist() == [lead in ("II", "V1") for lead in STANDARD_LEADS]
+    np.testing.assert_allclose(ds.millivolts(0)[1], two[:, 0], atol=0.003)
+    assert not ds.waveforms[0][~ds.lead_mask[0]].any()
