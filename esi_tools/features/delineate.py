@@ -4,8 +4,9 @@ Multi-lead, on one common time base per beat:
 - QRS onset/offset where the spatial velocity (sum over leads of |slope|) falls below a fraction of its
   QRS maximum; this is the classic global-fiducial definition (earliest onset / latest end over leads);
 - the isoelectric level per lead is the flattest 20 ms before QRS onset;
-- T peak is the maximum of the RMS-over-leads of the baseline-corrected, smoothed signal after J, and T
-  offset is where the tangent at its steepest descent meets the baseline (tangent method);
+- T peak and T offset per lead (largest interior local maximum of |T| after J; tangent at the steepest
+  descent meeting the baseline), combined by the median over leads, then pulled to the record's median
+  where one beat strays (a T wave barely changes beat to beat);
 - P peak is the RMS maximum in the PR window; it counts only if large, above the local noise, and at a
   consistent distance from QRS onset across the record (atrial fibrillation scatters it).
 Fiducials are fractional sample indices (linear interpolation of threshold crossings), so 100-Hz data keep
@@ -20,7 +21,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from . import params as P
-from .stats import group_nanmedian
+from .stats import group_nanmedian, nanmedian0
 
 
 @dataclass
@@ -182,23 +183,9 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
 
     # --- T wave: RMS over leads of the smoothed signal, tangent at the steepest descent -----------------
     yt = _smooth(np.nan_to_num(y), P.T_SMOOTH_S, fs) * lead_w
-    mt = np.sqrt((yt**2).sum(axis=1) / n_leads)
-    mt[~np.isfinite(win).all(axis=1)] = np.nan
     t_lo = np.where(np.isfinite(qrs_off), qrs_off, pre + 0.06 * fs) + P.T_START_AFTER_QRS_S * fs
     t_hi = pre + np.minimum(P.T_END_MAX_S * fs, P.T_END_RR_FRACTION * rr_next)
-    t_peak = _argmax_in(mt, t_lo, t_hi)
-    slope = np.diff(mt, axis=1)
-    steep = _argmax_in(-slope, t_peak, t_hi)
-    base = _take(mt, _argmax_in(-mt, t_peak, t_hi))
-    s_val, s_slope = _take(mt, steep), -_take(slope, steep)
-    t_off = np.where(s_slope > 0, steep + 0.5 + (s_val - base) / np.where(s_slope > 0, s_slope, 1), np.nan)
-    if P.T_OFF_METHOD == "threshold":
-        t_val = _take(mt, t_peak)
-        t_off = first_below(mt, base + P.T_OFF_FRACTION * (t_val - base), t_peak, t_hi + 0.05 * fs)
-    t_off = np.where(t_off <= t_hi + 0.05 * fs, t_off, np.nan)
-
-    if P.T_METHOD == "leads":
-        t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
+    t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
     t_off = t_off + P.T_OFF_LAG_S * fs
     t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
 
@@ -214,7 +201,7 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     p_amp = _take(mp, p_peak)
     resid = np.sqrt((((np.nan_to_num(y) * lead_w) - yp) ** 2).sum(axis=1) / n_leads)
     inside = _in_range(w, p_lo, p_hi)
-    noise = np.nanmedian(np.where(inside, resid, np.nan), axis=1) if inside.any() else np.full(n, np.nan)
+    noise = nanmedian0(np.where(inside, resid, np.nan).T)
     reach = _in_range(w, p_lo - 0.06 * fs, p_hi)
     p_searchable = np.isfinite(qrs_on) & ~(reach & ~np.isfinite(mp)).any(axis=1)  # window inside the record
     p_ok = (p_amp > P.P_MIN_MV) & (p_amp > P.P_MIN_SNR * noise)

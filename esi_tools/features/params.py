@@ -38,10 +38,7 @@ T_START_AFTER_QRS_S = 0.06  # the T peak (an interior local maximum) is searched
 T_END_MAX_S = 0.65  # ... to at most R+650 ms ...
 T_END_RR_FRACTION = 0.72  # ... and never past 72 % of the next RR interval (the next P wave)
 T_SMOOTH_S = 0.03  # T is slow: 30 ms smoothing removes noise without moving the peak
-T_METHOD = "leads"  # "leads": median of per-lead T peak/tangent offsets; "rms": on the RMS curve
 T_LEAD_FRACTION = 0.0  # every lead with a T above 20 uV votes (0.3 = only big-T leads: worse on LUDB 1-100)
-T_OFF_METHOD = "tangent"  # "tangent" (classic) or "threshold" (RMS falls to T_OFF_FRACTION of the T peak)
-T_OFF_FRACTION = 0.20
 T_OFF_LAG_S = 0.010  # the tangent meets the baseline before cardiologists mark T end (LUDB 1-100); added back
 T_CONSENSUS_S = 0.025  # a beat's T peak/offset straying > 25 ms from its record's median is replaced by it
 
