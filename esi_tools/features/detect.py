@@ -27,6 +27,11 @@ def _sos(kind: str, fs: float):
     raise ValueError(kind)
 
 
+def robust_level(x: np.ndarray, q: float, fs: float) -> np.ndarray:
+    """q-th percentile along the last axis from one sample per PERCENTILE_STEP_S (the full sort costs 4x more)."""
+    return np.percentile(x[..., :: max(1, int(P.PERCENTILE_STEP_S * fs))], q, axis=-1)
+
+
 def clean(x: np.ndarray, fs: float) -> np.ndarray:
     """Zero-phase band-pass (HIGHPASS_HZ..LOWPASS_HZ) along the last axis, float32."""
     return sosfiltfilt(_sos("clean", fs), x, axis=-1).astype(np.float32, copy=False)
@@ -36,7 +41,7 @@ def qrs_envelope(x: np.ndarray, fs: float, mask: np.ndarray) -> np.ndarray:
     """(B, L) multi-lead QRS detection envelope from raw (B, 12, L) mV; masked-out leads do not vote."""
     band = sosfiltfilt(_sos("qrs", fs), x, axis=-1)
     energy = np.diff(band, axis=-1, prepend=band[..., :1]) ** 2
-    scale = np.percentile(energy, 99, axis=-1, keepdims=True)
+    scale = robust_level(energy, 99, fs)[..., None]
     scale[scale <= 0] = np.inf  # a flat lead contributes nothing instead of dividing by zero
     energy = np.minimum(energy / scale, P.ENERGY_CLIP) * mask[..., None]
     votes = np.maximum(mask.sum(axis=1), 1)[:, None]

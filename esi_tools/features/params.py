@@ -12,6 +12,8 @@ QRS_BAND_HZ = (5.0, 18.0)  # Pan-Tompkins band: QRS slope energy, little P/T ene
 ANALYSIS_FS = 250.0  # above this, detection/delineation run on the cleaned signal decimated by fs // 250
 # (alias-free after the 40-Hz low-pass; halves the work at 500 Hz at no cost in accuracy, see bench)
 
+PERCENTILE_STEP_S = 0.02  # signal-level percentiles use one sample per 20 ms: QRS still fills 4-5 of them
+
 # --- R-peak detection ------------------------------------------------------------------------------------
 ENERGY_CLIP = 3.0  # a lead's scaled slope energy is clipped here so one artefact cannot make a beat alone
 INTEGRATION_S = 0.08  # moving-window integration about one QRS wide

@@ -35,7 +35,7 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     xa = np.ascontiguousarray(xc[..., ::step]) if step > 1 else xc.copy()
     fa, va = fs / step, -(-np.asarray(valid) // step)
     env = detect.qrs_envelope(x if step == 1 else xa, fa, mask)
-    weight = mask / np.maximum(np.percentile(np.abs(xa), 99, axis=-1), 1e-3)  # each lead counts equally
+    weight = mask / np.maximum(detect.robust_level(np.abs(xa), 99, fa), 1e-3)  # each lead counts equally
     magnitude = ((xa * weight[:, :, None]) ** 2).sum(axis=1)
     inside = np.arange(env.shape[1])[None, :] < va[:, None]
     ref = np.nanquantile(np.where(inside, env, np.nan), P.ENVELOPE_REF_QUANTILE, axis=1) if not inside.all() \

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from .detect import robust_level
+
 FLAT_MV = 0.02  # a lead whose filtered signal has a 99th-1st percentile range under 20 uV carries no ECG
 SATURATION_MIN = 6  # samples pinned at the lead's own extreme value: real peaks hit their max once or twice
 SATURATION_FRACTION = 0.01  # ... so 1 % of the record (min SATURATION_MIN) at the rail means clipping
@@ -22,7 +24,7 @@ def lead_quality(x: np.ndarray, xc: np.ndarray, mask: np.ndarray, fs: float, val
     b, leads, n = x.shape
     t = np.arange(n)
     if (valid >= n).all():  # the usual case: no padding, plain (fast) reductions
-        lo, hi = np.percentile(xc, [1, 99], axis=-1)
+        lo, hi = robust_level(xc, [1, 99], fs)
         top, bottom = x.max(axis=-1, keepdims=True), x.min(axis=-1, keepdims=True)
         pinned = np.maximum((x == top).sum(-1), (x == bottom).sum(-1))
     else:
