@@ -182,7 +182,8 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     y = win - iso[:, :, None]
 
     # --- T wave: RMS over leads of the smoothed signal, tangent at the steepest descent -----------------
-    yt = _smooth(np.nan_to_num(y), P.T_SMOOTH_S, fs) * lead_w
+    y0 = np.nan_to_num(y) * lead_w  # edges (outside the record) as 0 for the filters; absent leads as 0
+    yt = _smooth(y0, P.T_SMOOTH_S, fs)
     t_lo = np.where(np.isfinite(qrs_off), qrs_off, pre + 0.06 * fs) + P.T_START_AFTER_QRS_S * fs
     t_hi = pre + np.minimum(P.T_END_MAX_S * fs, P.T_END_RR_FRACTION * rr_next)
     t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
@@ -190,7 +191,7 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
 
     # --- P wave ----------------------------------------------------------------------------------------
-    yp = _smooth(np.nan_to_num(y), P.P_SMOOTH_S, fs) * lead_w
+    yp = _smooth(y0, P.P_SMOOTH_S, fs)
     mp = np.sqrt((yp**2).sum(axis=1) / n_leads)
     mp[~np.isfinite(win).all(axis=1)] = np.nan
     p_hi = qrs_on - P.P_GAP_S * fs
@@ -199,7 +200,7 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     local_max[:, 1:-1] = (mp[:, 1:-1] >= mp[:, :-2]) & (mp[:, 1:-1] > mp[:, 2:])
     p_peak = _argmax_in(np.where(local_max, mp, np.nan), p_lo, p_hi)
     p_amp = _take(mp, p_peak)
-    resid = np.sqrt((((np.nan_to_num(y) * lead_w) - yp) ** 2).sum(axis=1) / n_leads)
+    resid = np.sqrt(((y0 - yp) ** 2).sum(axis=1) / n_leads)
     inside = _in_range(w, p_lo, p_hi)
     noise = nanmedian0(np.where(inside, resid, np.nan).T)
     reach = _in_range(w, p_lo - 0.06 * fs, p_hi)
