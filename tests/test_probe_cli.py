@@ -89,7 +89,7 @@ def test_unknown_task_and_missing_inputs(ptbxl_dataset, ptbxl_features_embedding
 
 
 def test_patient_grouped_kfold_tests_every_record_once(ptbxl_dataset, ptbxl_features_embeddings, tmp_path):
-    art = _probe(ptbxl_dataset, ptbxl_features_embeddings, "superdiagnostic", tmp_path / "p", "--split", "kfold", "--folds", "5")
+    art = _probe(ptbxl_dataset, ptbxl_features_embeddings, "superdiagnostic", tmp_path / "p", "--split", "kfold", "--folds", "3")
     row = art.table("results.parquet").row(0, named=True)
     assert art.parameters["split_used"] == "kfold"
     assert row["n_test"] == 1965  # every record with a diagnostic label, each scored by the fold that held it out
