@@ -136,7 +136,11 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     # --- amplitudes on the median normal beat ---------------------------------------------------------
     tmpl = template if normal.all() else _median_beat(w[normal])
     _amplitudes(row, tmpl, rel, fs, has_p.mean() >= MIN_P_FRACTION)
-    resid = w[normal][:, :, pre - int(0.25 * fs): pre + int(0.45 * fs)] - tmpl[None, :, pre - int(0.25 * fs): pre + int(0.45 * fs)]
+    # beat-to-beat residual inside this beat only: at fast rates a fixed window would reach the next
+    # (possibly premature) beat and call a clean record noisy
+    rr_samples = med_rr * fs / 1000.0
+    a, b = pre - int(min(0.25 * fs, 0.35 * rr_samples)), pre + int(min(0.45 * fs, 0.6 * rr_samples))
+    resid = w[normal][:, :, a:b] - tmpl[None, :, a:b]
     noise = np.sqrt(nanmedian0(np.nanmean(resid**2, axis=2)))
     for i, lead in enumerate(STANDARD_LEADS):
         row[f"noise_{lead}_mv"] = float(noise[i]) if mask[i] else np.nan
