@@ -158,9 +158,10 @@ def test_two_gloo_processes_match_one_process(ptbxl_dataset, tiny_text, tmp_path
     (tmp_path / "worker.py").write_text(EQUIVALENCE_WORKER)
     _torchrun(tmp_path / "worker.py", json.dumps(arch), tmp_path / "batch.pt", tmp_path / "dist.pt", tmp_path=tmp_path)
     got = torch.load(tmp_path / "dist.pt")
-    assert abs(float(got["loss"]) - float(ref)) < 1e-5
+    ref = float(ref.detach())
+    assert abs(float(got["loss"]) - ref) < 1e-5
     # negatives from one rank only would be a different (easier) loss: the check has teeth
-    assert abs(float(got["local_only"]) - float(ref)) > 1e-2
+    assert abs(float(got["local_only"]) - ref) > 1e-2
     named = dict(model.named_parameters())
     assert set(got["grads"]) == {n for n, p in named.items() if p.grad is not None}
     assert len(got["grads"]) > 50
@@ -288,8 +289,11 @@ def test_every_shipped_config_and_size_builds():
     for size in ("atto", "femto", "pico", "nano"):
         emb, tokens = create_ecg_encoder(size, seed=0)(x)
         assert emb.shape == (2, 256) and tokens.shape == (2, 32, SIZES[size][1][-1])
-    counts = {s: sum(p.numel() for p in ECGEncoder(ECGEncoderConfig(size=s)).backbone.parameters()) for s in ("atto", "tiny", "base")}
+    with torch.device("meta"):  # shapes only: no memory, no init cost for base/large
+        counts = {s: sum(p.numel() for p in ECGEncoder(ECGEncoderConfig(size=s)).backbone.parameters()) for s in SIZES}
+    # ConvNeXt-V2 2D sizes are 3.7M/28.6M/89M; the 1D kernels (7 vs 7x7) make ours a little smaller
     assert 3.0e6 < counts["atto"] < 3.4e6 and 26e6 < counts["tiny"] < 28e6 and 84e6 < counts["base"] < 87e6
+    assert counts["atto"] < counts["femto"] < counts["pico"] < counts["nano"] < counts["tiny"] < counts["base"] < counts["large"]
     a, b = create_ecg_encoder("atto", seed=1), create_ecg_encoder("atto", seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
