@@ -123,3 +123,10 @@ def test_checkpoint_embedding_finetune_and_zero_shot(small_dataset, tiny_model, 
     prompts = dict(art.table("prompts.parquet").iter_rows())
     assert prompts["NORM"].startswith("Normal ECG.") and "[normal_ecg]" in prompts["NORM"]
     assert "myocardial infarction" in prompts["MI"]
+
+
+def test_checkpoint_at_another_sampling_rate_is_refused(ludb_dataset, tiny_model, tmp_path):
+    result = run_esi("embed", ludb_dataset, "--checkpoint", tiny_model, "--out", tmp_path / "e")
+    assert result.exit_code == 2 and "trained at 100 Hz" in result.stderr and "500 Hz" in result.stderr
+    result = run_esi("probe", ludb_dataset, "--zero-shot", tiny_model, "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "trained at 100 Hz" in result.stderr

@@ -91,11 +91,25 @@ def features_matrix(features: Artifact, dataset: Dataset) -> tuple[np.ndarray, l
     return tabular_embedding(columns, fit_rows(records))
 
 
+def check_model_fs(model_dir, dataset: Dataset) -> None:
+    """A model only understands ECGs at the sampling rate it was trained at (its config.json `fs`)."""
+    import json
+
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.exists():
+        raise InputError(f"{model_dir}: not an ESI model directory (no config.json)")
+    fs = json.loads(config_path.read_text()).get("fs")
+    if fs is not None and abs(float(fs) - dataset.fs) > 1e-6:
+        raise InputError(f"{model_dir} was trained at {fs:g} Hz but {dataset.path} is at {dataset.fs:g} Hz: "
+                         f"ingest the data with --fs {fs:g}")
+
+
 def encoder_matrix(config: EmbedConfig, dataset: Dataset) -> np.ndarray:
     from ..model import create_ecg_encoder, load_ecg_encoder
     from .encoder import encode_dataset
 
     if config.checkpoint:
+        check_model_fs(config.checkpoint, dataset)
         encoder = load_ecg_encoder(config.checkpoint)
     else:
         encoder = create_ecg_encoder(config.random_init, seed=config.seed)

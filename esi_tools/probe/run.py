@@ -89,6 +89,10 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
         raise InputError("nothing to evaluate: give --embeddings, --finetune or --zero-shot")
     names = _names(embeddings, config.names)
     matrices = [e.aligned(record_ids) for e in embeddings]
+    for model_dir in filter(None, (config.finetune, config.zero_shot)):
+        from ..embed.run import check_model_fs
+
+        check_model_fs(model_dir, dataset)
     mode, splits = _splits(config, records)
     all_train = np.zeros(records.height, dtype=bool)
     for s in splits:
