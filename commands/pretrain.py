@@ -76,3 +76,7 @@ def pretrain(
     path = run(cfg, data, target, captions=cap, force=force)
     if path is not None:  # only rank 0 writes (and prints) the artifact
         emit(path)
+
+
+if __name__ == "__main__":  # launchers run a module: `torchrun -m commands.pretrain …`, `deepspeed --module commands.pretrain …`
+    app()

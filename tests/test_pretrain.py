@@ -182,7 +182,7 @@ def test_deepspeed_zero2_two_cpu_processes_train(ptbxl_dataset, tiny_text, arch_
 
     zero2 = ROOT / "esi_tools" / "train" / "configs" / "zero2.json"
     out = tmp_path / "model"
-    _torchrun(Path(sys.executable).parent / "esi", "pretrain", ptbxl_dataset, "--model", arch_file, "--text-model", tiny_text,
+    _torchrun("-m", "commands.pretrain", ptbxl_dataset, "--model", arch_file, "--text-model", tiny_text,
               "--deepspeed", zero2, "--max-steps", "3", "--batch-size", "4", "--crop-seconds", "2.5", "--workers", "0",
               "--lr", "1e-3", "--warmup-epochs", "0", "--out", out, tmp_path=tmp_path)
     art = open_artifact(out, "model")
