@@ -96,3 +96,19 @@ def test_patient_grouped_kfold_tests_every_record_once(ptbxl_dataset, ptbxl_feat
     assert row["macro_auroc"] > 0.82
     predictions = art.table("predictions.parquet")
     assert predictions["record_id"].n_unique() == 1965
+
+
+def test_challenge_snomed_labels_with_kfold(tmp_path):
+    """Challenge records carry SNOMED codes and no folds: task `all`, patient-grouped k-fold chosen automatically."""
+    from conftest import CHALLENGE
+
+    from esi_tools.ingest.run import IngestConfig, ingest
+
+    dataset = ingest(IngestConfig(kind="challenge", fs=100, workers=1), CHALLENGE, tmp_path / "ds")
+    assert run_esi("embed", dataset, "--signal-stats", "--out", tmp_path / "e").exit_code == 0
+    art = _probe(dataset, tmp_path / "e", "all", tmp_path / "p", "--min-positives", "5")
+    metrics = json.loads((art.path / "metrics.json").read_text())
+    assert metrics["split"] == "kfold" and metrics["classes"] and all(c.isdigit() for c in metrics["classes"])
+    assert metrics["dropped"] and art.table("results.parquet")["n_test"][0] == 70  # records with a kept code, each tested once
+    bad = run_esi("probe", dataset, "-e", tmp_path / "e", "--task", "rhythm", "--out", tmp_path / "q")
+    assert bad.exit_code == 2 and "not defined for snomed labels" in bad.stderr
