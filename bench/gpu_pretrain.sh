@@ -39,18 +39,18 @@ tok.save_pretrained(sys.argv[1])
 PY
 
 # 3. train: paper profile (convnextv2 base, 500 Hz), bf16, ZeRO-2; every fold (the subset is small)
-$PY -m torch.distributed.run --nproc_per_node "$NGPU" "$ESI" pretrain "$WORK/ds500" --profile paper \
+$PY -m torch.distributed.run --nproc_per_node "$NGPU" -m commands.pretrain "$WORK/ds500" --profile paper \
   --text-model "$WORK/bert-base" --deepspeed esi_tools/train/configs/zero2.json "$PREC" --exclude-folds "" \
   --max-steps "$STEPS" --batch-size "$BATCH" --workers 8 --checkpoint-every 100000 --out "$WORK/model" >/dev/null
 
 # 4. FLOPs per sample (forward+backward, counted by torch) -> MFU against the GPU's dense bf16 peak
-$PY - "$WORK/model" "$BATCH" "$NGPU" <<'PY'
+$PY - "$WORK/model" "$BATCH" "$NGPU" "${PREC#--}" <<'PY'
 import json, sys
 import polars as pl, torch
 from torch.utils.flop_counter import FlopCounterMode
 from esi_tools.model import create_model
 from esi_tools.losses import esi_loss
-model_dir, batch, ngpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+model_dir, batch, ngpu, prec = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 cfg = json.load(open(f"{model_dir}/config.json"))
 log = pl.read_parquet(f"{model_dir}/train_log.parquet")
 steady = log.filter(pl.col("step") > min(10, log.height // 3))
@@ -68,7 +68,7 @@ peaks = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40": 181e12, "A10": 1
 peak = next((v for k, v in peaks.items() if k in name), None)
 mfu = f"{100 * flops_per_sample * rate / (peak * ngpu):.1f} %" if peak else "n/a (unknown GPU peak)"
 params = sum(p.numel() for p in model.parameters())
-print(f"## esi pretrain, GPU ({ngpu} x {name}; convnextv2 base x BERT-base, 500 Hz x 10 s, bf16, ZeRO-2)\n")
+print(f"## esi pretrain, GPU ({ngpu} x {name}; convnextv2 base x BERT-base, 500 Hz x 10 s, {prec}, ZeRO-2)\n")
 print("| batch/GPU | steps | samples/s (median) | peak GPU memory | parameters | GFLOPs/sample (fwd+bwd) | MFU |")
 print("|---:|---:|---:|---:|---:|---:|---:|")
 mem = f"{float(log['peak_mem_gb'].max()):.1f} GB" if "peak_mem_gb" in log.columns else "n/a"
