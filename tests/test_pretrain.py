@@ -139,6 +139,7 @@ stats = torch.stack([loss.detach(), local_only])
 dist.all_reduce(stats)
 if rank == 0:
     torch.save({"loss": stats[0] / world, "local_only": stats[1] / world, "grads": grads}, out)
+dist.barrier()  # neither rank may tear down gloo while the other still uses it (std::terminate under load)
 dist.destroy_process_group()
 '''
 
