@@ -44,3 +44,21 @@ def test_every_command_documented_in_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in _command_modules() if f"esi {name}" not in readme]
     assert not missing, f"README lacks: {missing}"
+
+
+def test_commands_chain_through_a_shell_pipe(tmp_path):
+    """stdout carries only the artifact path, so `esi ingest … | esi features -` works in a real shell."""
+    import os
+
+    bin_dir = os.path.dirname(sys.executable)
+    script = (f"{bin_dir}/esi ingest ptbxl {ROOT.parent / 'shared/data/ptbxl'} --limit 40 --out {tmp_path}/d "
+              f"| {bin_dir}/esi features - --out {tmp_path}/f -j 1")
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"{tmp_path}/f\n"
+    assert "ingested 40 records" in out.stderr
+
+
+def test_dash_without_stdin_is_a_clear_error(tmp_path):
+    result = run_esi("features", "-", "--out", tmp_path / "f", input="")
+    assert result.exit_code == 2 and "stdin holds no artifact path" in result.stderr
