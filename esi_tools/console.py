@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -58,6 +59,11 @@ def progress(description: str, total: int | None, unit: str = "records"):
     if _state["quiet"] or not total:
         yield _Bar(None, None)
         return
+    if not console.is_terminal:  # logs and CI: a plain line every LINE_EVERY_S instead of a redrawn bar
+        bar = _LineBar(description, total, unit)
+        yield bar
+        bar.finish()
+        return
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -69,6 +75,36 @@ def progress(description: str, total: int | None, unit: str = "records"):
     with Progress(*columns, console=console, transient=not sys.stderr.isatty()) as bar:
         task = bar.add_task(description, total=total, rate="")
         yield _RateBar(bar, task, unit)
+
+
+LINE_EVERY_S = 20.0
+
+
+class _LineBar(_Bar):
+    """Progress as occasional log lines (done/total, rate, ETA) when stderr is not a terminal."""
+
+    def __init__(self, description: str, total: int, unit: str):
+        super().__init__(None, None)
+        self.description, self.total, self.unit = description, total, unit
+        self.done, self.start = 0, time.monotonic()
+        self.last = self.start
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= LINE_EVERY_S and self.done < self.total:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate else float("nan")
+        console.print(f"  {self.description}: {self.done:,}/{self.total:,} {self.unit} ({self.done / self.total:.0%}), "
+                      f"{rate:,.1f} {self.unit}/s, ETA {eta:,.0f} s")
+
+    def finish(self) -> None:
+        if time.monotonic() - self.start >= LINE_EVERY_S:
+            self._line(time.monotonic())
 
 
 class _RateBar(_Bar):
