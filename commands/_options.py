@@ -83,3 +83,7 @@ ForceOption = typer.Option(False, "--force", help="Replace --out if it exists.")
 WorkersOption = typer.Option(
     max(1, min(4, os.cpu_count() or 1)), "--workers", "-j", min=1, help="Parallel worker processes."
 )
+EmbeddingsOption = typer.Option(
+    [], "--embeddings", "-e", help="Embeddings artifact(s), evaluated side by side (repeat)."
+)
+NamesOption = typer.Option([], "--name", help="Table label per --embeddings, in order (default: its source).")

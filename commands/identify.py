@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from ._options import ForceOption, OutOption, default_out, emit, esi_command, resolve_input
+from ._options import (
+    EmbeddingsOption,
+    ForceOption,
+    NamesOption,
+    OutOption,
+    default_out,
+    emit,
+    esi_command,
+    resolve_input,
+)
 
 app = typer.Typer()
 
@@ -15,8 +24,8 @@ app = typer.Typer()
 @esi_command
 def identify(
     dataset: str = typer.Argument(..., help="Dataset artifact with patient ids; '-' = stdin."),
-    embeddings: list[Path] = typer.Option([], "--embeddings", "-e", help="Embeddings artifact(s), evaluated side by side (repeat)."),
-    name: list[str] = typer.Option([], "--name", help="Table label per --embeddings, in order (default: its source)."),
+    embeddings: list[Path] = EmbeddingsOption,
+    name: list[str] = NamesOption,
     distractors: bool = typer.Option(False, "--distractors", help="Enrol single-recording patients in the gallery too."),
     normalise: str = typer.Option("disjoint", "--normalise", help="disjoint (z-score with single-recording patients) | none."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=1, help="Bootstrap resamples of subjects for the CIs."),

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from ._options import ForceOption, OutOption, default_out, emit, esi_command, resolve_input
+from ._options import (
+    EmbeddingsOption,
+    ForceOption,
+    NamesOption,
+    OutOption,
+    default_out,
+    emit,
+    esi_command,
+    resolve_input,
+)
 
 app = typer.Typer()
 
@@ -15,8 +24,8 @@ app = typer.Typer()
 @esi_command
 def probe(
     dataset: str = typer.Argument(..., help="Dataset artifact with labels; '-' = stdin."),
-    embeddings: list[Path] = typer.Option([], "--embeddings", "-e", help="Embeddings artifact(s), evaluated side by side (repeat)."),
-    name: list[str] = typer.Option([], "--name", help="Table label per --embeddings, in order (default: its source)."),
+    embeddings: list[Path] = EmbeddingsOption,
+    name: list[str] = NamesOption,
     task: str = typer.Option("superdiagnostic", "--task", "-t", help="PTB-XL: all|diagnostic|subdiagnostic|superdiagnostic|form|rhythm; others: all."),
     fraction: list[float] = typer.Option([1.0], "--fraction", help="Training-label fraction(s), stratified and seeded (repeat)."),
     split: str = typer.Option("auto", "--split", help="auto | strat_fold (PTB-XL folds 1-8/9/10) | kfold (patient-grouped)."),
