@@ -76,9 +76,6 @@ class Artifact:
 
         return np.load(self.file(name), mmap_mode="r" if mmap else None, allow_pickle=False)
 
-    def json(self, name: str) -> Any:
-        return json.loads(self.file(name).read_text())
-
     def verify(self) -> None:
         """Re-hash every file against the manifest (slow for big waveforms; used by tests and `esi verify`)."""
         for name, info in self.manifest["files"].items():
@@ -182,12 +179,6 @@ class ArtifactWriter:
 
     def write_json(self, name: str, obj: Any) -> None:
         self.path(name).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-    def create_array(self, name: str, shape: tuple[int, ...], dtype):
-        """A writable .npy memmap of the final shape: data streams in, memory stays flat."""
-        import numpy as np
-
-        return np.lib.format.open_memmap(self.path(name), mode="w+", dtype=dtype, shape=shape)
 
     def write_array(self, name: str, array) -> None:
         import numpy as np

@@ -25,10 +25,6 @@ def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
 
 
-def is_quiet() -> bool:
-    return _state["quiet"]
-
-
 def log(message: str) -> None:
     """One human-readable line on stderr, unless --quiet."""
     if not _state["quiet"]:
@@ -47,10 +43,6 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, n)
-
-    def update(self, **fields) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, **fields)
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -133,7 +132,7 @@ def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -
     elif config.kind == "mimic-iv-ecg":
         listing = list_mimic(src)
     else:
-        listing = list_headers(src, config.kind)
+        listing = list_headers(src)
     total, items = listing.total, listing.items
     if config.limit:
         total, items = min(total, config.limit), islice(items, config.limit)
@@ -199,6 +198,3 @@ def _write_tables(writer: ArtifactWriter, rejects, config: IngestConfig, src: Pa
         statements = pl.read_csv(src / "scp_statements.csv", infer_schema=False).rename({"": "code"}, strict=False)
         writer.write_table("statements.parquet", statements)
 
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))

@@ -158,7 +158,7 @@ def parse_comments(comments: list[str]) -> dict:
     return meta
 
 
-def list_headers(src: Path, kind: str) -> Listing:
+def list_headers(src: Path) -> Listing:
     """Every `.hea` under src (record id = path relative to src, without suffix); metadata from comments."""
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import Artifact, ArtifactWriter
+from ..artifacts import MANIFEST, Artifact, ArtifactWriter, sha256_file
 from ..console import log
 from ..dataset import Dataset
 from .collect import collect
@@ -41,8 +41,8 @@ def provenance(page: Page, arts: list[Artifact], run_dir: Path) -> None:
         inputs = []
         for inp in art.manifest["inputs"]:
             path = Path(inp["path"])
-            current = (path / "manifest.json")
-            ok = current.exists() and Artifact(path, {}).digest == inp["manifest_sha256"]
+            manifest = path / MANIFEST
+            ok = manifest.exists() and sha256_file(manifest) == inp["manifest_sha256"]
             inputs.append(f"{inp['role']}={_rel(path, run_dir)} [{inp['manifest_sha256'][:8]}{'' if ok else ' CHANGED'}]")
         rows.append([art.kind, _rel(art.path, run_dir), art.manifest["created_at"], art.digest[:16],
                      "; ".join(inputs) or "–"])

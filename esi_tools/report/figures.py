@@ -69,12 +69,3 @@ def histograms(frame, columns: list[str]) -> bytes:
     fig.tight_layout()
     return _png(fig)
 
-
-def training_curves(log, x: str, series: list[str]) -> bytes:
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], series):
-        ax.plot(log[x].to_numpy(), log[name].to_numpy(), lw=1)
-        ax.set(title=name, xlabel=x)
-    fig.tight_layout()
-    return _png(fig)
