@@ -34,6 +34,8 @@ def probe(
     finetune: Path = typer.Option(None, "--finetune", help="Also fine-tune this ESI model's encoder end to end."),
     finetune_epochs: int = typer.Option(20, "--finetune-epochs", help="Most fine-tuning epochs (early stopping on val AUROC)."),
     zero_shot: Path = typer.Option(None, "--zero-shot", help="Also score classes zero-shot with this ESI model."),
+    zero_shot_prompts: str = typer.Option("auto", "--zero-shot-prompts", help="Grouped classes (e.g. STTC): prevalence "
+                                          "(top training members in one prompt) | ensemble (mean over all members) | auto (better on validation)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=1, help="Bootstrap resamples of test records for the CIs."),
     seed: int = typer.Option(0, "--seed", help="Seed for fractions, folds and bootstrap."),
     out: Path = OutOption,
@@ -47,7 +49,7 @@ def probe(
     config = ProbeConfig(
         task=task, fractions=tuple(fraction), split=split, folds=folds, seed=seed, min_positives=min_positives,
         bootstrap=bootstrap, finetune=str(finetune) if finetune else None, zero_shot=str(zero_shot) if zero_shot else None,
-        finetune_epochs=finetune_epochs, names=tuple(name),
+        zero_shot_prompts=zero_shot_prompts, finetune_epochs=finetune_epochs, names=tuple(name),
     )
     target = out or default_out("probe", path.resolve(), [p.resolve() for p in embeddings], config)
     emit(run(config, path, embeddings, target, force=force))

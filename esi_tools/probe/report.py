@@ -1,4 +1,4 @@
-"""Human-readable outputs of a probe: a Markdown results table and a macro-average ROC-curve PNG."""
+"""Human-readable outputs of a probe: Markdown tables (macro and per-class AUROC) and a macro-average ROC-curve PNG."""
 
 from __future__ import annotations
 
@@ -19,6 +19,24 @@ def results_markdown(results) -> str:
             f"{r['macro_auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}] | "
             f"{r['macro_f1']:.3f} [{r['f1_ci_low']:.3f}, {r['f1_ci_high']:.3f}] |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def per_class_markdown(class_rows: list[dict]) -> str:
+    """Per-class test AUROC: one row per class, one column per (method, embedding) at its largest fraction."""
+    largest: dict[tuple, float] = {}
+    for r in class_rows:
+        key = (r["method"], r["embedding"])
+        largest[key] = max(largest.get(key, 0.0), r["fraction"])
+    columns = sorted(largest)
+    cell = {(r["class"], r["method"], r["embedding"]): r["auroc"] for r in class_rows if r["fraction"] == largest[(r["method"], r["embedding"])]}
+    positives = {r["class"]: r["n_test_pos"] for r in class_rows}
+    lines = ["Per-class test AUROC (largest training fraction of each):", "",
+             "| class | test positives | " + " | ".join(f"{m} {e}" for m, e in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for c in dict.fromkeys(r["class"] for r in class_rows):
+        values = [cell.get((c, m, e)) for m, e in columns]
+        lines.append(f"| {c} | {positives[c]} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ class ProbeConfig:
     bootstrap: int = metrics.BOOTSTRAP  # resamples for the 95 % CIs
     finetune: str | None = None  # model dir: also fine-tune its encoder end to end
     zero_shot: str | None = None  # model dir: also score classes by ECG-text similarity
+    zero_shot_prompts: str = "auto"  # prevalence | ensemble | auto (the better of both on validation)
     finetune_epochs: int = 20  # upper bound; early stopping on validation macro AUROC usually ends sooner
     names: tuple[str, ...] = field(default=())  # labels for the embeddings in the table (default: their source)
 
@@ -88,6 +89,10 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
     if not embeddings and not (config.finetune or config.zero_shot):
         raise InputError("nothing to evaluate: give --embeddings, --finetune or --zero-shot")
     names = _names(embeddings, config.names)
+    from .zeroshot import CHOICES
+
+    if config.zero_shot_prompts not in CHOICES:
+        raise InputError(f"--zero-shot-prompts must be one of {', '.join(CHOICES)}, not '{config.zero_shot_prompts}'")
     matrices = [e.aligned(record_ids) for e in embeddings]
     for model_dir in filter(None, (config.finetune, config.zero_shot)):
         from ..embed.run import check_model_fs
@@ -113,6 +118,7 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
         o.rows.append(test_pos)
         o.scores.append(scores_test)
         o.preds.append(scores_test >= thresholds[None, :])
+        o.info.setdefault("val_auroc", []).append(metrics.macro_auroc(y_val, scores_val))
         for k, v in info.items():
             o.info.setdefault(k, []).append(v)
 
@@ -132,10 +138,12 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
                                FinetuneConfig(epochs=config.finetune_epochs, seed=config.seed))
                 record("finetune", f"esi:{Path(config.finetune).name}", fraction, sub.size, te, res.scores_val, y_va, res.scores_test, {"epochs": res.best_epoch})
         if config.zero_shot:
-            from .zeroshot import zero_shot_scores
+            from .zeroshot import zero_shot
 
-            scores, prompts = zero_shot_scores(config.zero_shot, dataset, task, np.concatenate([va, te]))
-            record("zero-shot", f"esi:{Path(config.zero_shot).name}", 0.0, 0, te, scores[: va.size], y_va, scores[va.size :], {})
+            zs = zero_shot(config.zero_shot, dataset, task, train=tr, val=va, test=te, strategy=config.zero_shot_prompts)
+            record("zero-shot", f"esi:{Path(config.zero_shot).name}", 0.0, 0, te, zs.scores_val, y_va, zs.scores_test,
+                   {"strategy": zs.strategy, "strategy_val_auroc": zs.val_auroc, "candidates": zs.candidates})
+            prompts = {c: p.describe() for c, p in zs.prompts.items()}
 
     train_positives = task.y[all_train[task.rows]].sum(axis=0)
     return _write(config, mode, task, dataset, embeddings, names, outcomes, records, out, force,
@@ -145,10 +153,10 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
 def _write(config, mode, task, dataset, embeddings, names, outcomes, records, out, force, *, prompts, train_positives) -> Path:
     import polars as pl
 
-    from .report import results_markdown, roc_figure
+    from .report import per_class_markdown, results_markdown, roc_figure
 
     ids = np.asarray(records["record_id"].cast(str).to_list(), dtype=object)[task.rows]
-    result_rows, class_rows, pred_frames, curves = [], [], [], []
+    result_rows, class_rows, pred_frames, curves, zero_shot_info = [], [], [], [], []
     for o in outcomes.values():
         rows = np.concatenate(o.rows)
         scores, preds, y = np.concatenate(o.scores), np.concatenate(o.preds), task.y[rows]
@@ -163,7 +171,11 @@ def _write(config, mode, task, dataset, embeddings, names, outcomes, records, ou
             "macro_auroc": auc, "auroc_ci_low": lo, "auroc_ci_high": hi,
             "macro_f1": f1, "f1_ci_low": f1_lo, "f1_ci_high": f1_hi,
             "c": float(np.median(o.info["C"])) if "C" in o.info else None,
+            "val_macro_auroc": float(np.nanmean(o.info["val_auroc"])) if np.isfinite(o.info["val_auroc"]).any() else None,
         })
+        if o.method == "zero-shot":
+            zero_shot_info.append({"embedding": o.embedding, "strategy": o.info["strategy"],
+                                   "val_macro_auroc": o.info["strategy_val_auroc"], "prompts": o.info["candidates"]})
         for c, name in enumerate(task.classes):
             class_rows.append({"method": o.method, "embedding": o.embedding, "fraction": o.fraction, "class": name,
                                "n_test_pos": int(y[:, c].sum()), "auroc": None if np.isnan(per_class[c]) else float(per_class[c])})
@@ -192,9 +204,11 @@ def _write(config, mode, task, dataset, embeddings, names, outcomes, records, ou
             writer.write_table("prompts.parquet", pl.DataFrame({"class": list(prompts), "prompt": list(prompts.values())}))
         writer.write_json("metrics.json", {
             "task": task.name, "split": mode, "classes": task.classes, "dropped": task.dropped,
-            "results": results.to_dicts(),
+            "results": results.to_dicts(), "per_class": class_rows,
+            **({"zero_shot": zero_shot_info} if zero_shot_info else {}),
         })
         (writer.path("results.md")).write_text(results_markdown(results))
+        (writer.path("per_class.md")).write_text(per_class_markdown(class_rows))
         roc_figure(curves, task.name, writer.path("roc.png"))
         writer.summary.update(task=task.name, split=mode, classes=len(task.classes), dropped=len(task.dropped),
                               evaluated=results.height, best_macro_auroc=float(results["macro_auroc"].max()))
