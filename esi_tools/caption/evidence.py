@@ -3,16 +3,19 @@
 Evidence is built from an allow-list of fields only (age, sex, measured values, finding ids, label
 statements, passage texts): record and patient ids, dates and paths never enter it, so no prompt can carry
 them. The identifiers are kept beside the evidence only so the privacy check can prove they are absent.
+Every text that comes from data rather than from this package (statements, statement descriptions, finding
+ids, passages of a user's corpus) passes `scrub.scrub`: identifiers and dates replaced, length capped.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from .privacy import scrub_dates
+from .scrub import FIELD_CHARS, cut, scrub
 
 # Measurements shown first, in reading order of an ECG report: column -> (label, unit, decimals).
 # Other numeric feature columns with a unit suffix follow, labelled from their names.
@@ -59,6 +62,8 @@ class EvidenceOptions:
     top_k: int = 3  # passages per record: enough to ground the main findings, short enough for ~1k-token prompts
     passage_chars: int = 600  # each passage is cut at a sentence end near this length (prompt size and cost)
     max_measurements: int = 18  # the report's intervals, axes and voltage indices; 150 per-lead values only add noise
+    field_chars: int = FIELD_CHARS  # one statement, title or finding: a 2 MB header comment must not become the prompt
+    max_statements: int = 20  # PTB-XL records carry <= 8, MIMIC <= 18 machine statements; more is a malformed header
 
 
 def measurement_columns(columns: dict) -> list[tuple[str, str, str, int]]:
@@ -91,6 +96,7 @@ def _finding_titles() -> dict[str, str]:
 
 
 LABEL_SYSTEMS = {"scp": "scp", "snomed": "snomed", "mimic-statement": "mimic"}  # label_system -> knowledge system
+CODE = re.compile(r"[A-Za-z0-9_./+\-]{1,24}")  # a statement code (SCP RAO/RAE, SNOMED 164889003); else free text
 
 
 class Knowledge:
@@ -126,33 +132,28 @@ class Knowledge:
         return ids - {None}
 
 
-def _statements(row: dict, scp: dict[str, str], knowledge) -> list[dict]:
+def _statements(row: dict, scp: dict[str, str], knowledge, options: EvidenceOptions) -> list[dict]:
     system = row.get("label_system") or "text"
     try:
         likelihoods = json.loads(row.get("label_likelihoods") or "{}") or {}
     except (TypeError, ValueError):
         likelihoods = {}
+    if not isinstance(likelihoods, dict):
+        likelihoods = {}
     out = []
-    for code in row.get("labels") or []:
-        if system == "scp":
+    for code in (row.get("labels") or [])[: options.max_statements]:
+        coded = system in ("scp", "snomed") and CODE.fullmatch(code) is not None
+        if coded and system == "scp":
             text = scp.get(code) or knowledge.title("scp", code) or code
-        elif system == "snomed":
+        elif coded:
             text = knowledge.title("snomed", code) or f"SNOMED CT {code}"
-        else:
-            text = scrub_dates(code)  # free-text statements (MIMIC, LUDB) may quote the date of an earlier ECG
-        item = {"code": code if system in ("scp", "snomed") else None, "text": text}
+        else:  # free text (MIMIC, LUDB, header comments) may quote a date, a name, an MRN, or run to megabytes
+            text = code
+        item = {"code": code if coded else None, "text": scrub(text, options.field_chars)}
         if isinstance(likelihoods.get(code), (int, float)) and likelihoods[code] > 0:
             item["likelihood"] = float(likelihoods[code])
         out.append(item)
     return out
-
-
-def _cut(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    if len(text) <= limit:
-        return text
-    end = max(text.rfind(". ", 0, limit), text.rfind("; ", 0, limit))
-    return text[: end + 1] if end > limit // 3 else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _age(value) -> int | None:
@@ -183,7 +184,7 @@ def collect(dataset, features=None, retrieval=None, options: EvidenceOptions = E
         rid = str(row["record_id"])
         evidence = {"age": _age(row.get("age")), "age_cap": OLDEST_AGE,
                     "sex": row.get("sex") if row.get("sex") in ("M", "F") else None,
-                    "statements": _statements(row, scp, knowledge)}
+                    "statements": _statements(row, scp, knowledge, options)}
         if feats is not None:
             frow = feats.get(rid)
             if frow is None:
@@ -232,11 +233,12 @@ def _feature_evidence(row: dict, columns, titles: dict[str, str], options: Evide
                              "text": format_value(float(value), unit, decimals)})
         if len(measurements) >= options.max_measurements:
             break
-    findings = [{"id": f, "title": titles.get(f) or f.replace("_", " ")} for f in row.get("findings") or []]
-    usable = row.get("usable")
+    findings = [{"id": f, "title": titles.get(f) or scrub(f.replace("_", " "), options.field_chars)}
+                for f in (row.get("findings") or [])[: options.max_statements]]
+    usable, reason = row.get("usable"), row.get("quality_reason")
     return {"measurements": measurements, "findings": findings,
             "usable": True if usable is None else bool(usable),
-            "quality_reason": row.get("quality_reason")}
+            "quality_reason": scrub(reason, options.field_chars) if reason else reason}
 
 
 def _passages_by_record(retrieval, options: EvidenceOptions) -> dict[str, list[dict]] | None:
@@ -248,8 +250,9 @@ def _passages_by_record(retrieval, options: EvidenceOptions) -> dict[str, list[d
     hits = hits.with_columns(pl.col("record_id").cast(pl.String))  # rank order; 0- or 1-based alike
     passages = {}
     for row in retrieval.table("passages.parquet").iter_rows(named=True):
-        passages[row["passage_id"]] = {"id": row["passage_id"], "title": row.get("title") or row["passage_id"],
-                                       "text": _cut(row.get("text") or "", options.passage_chars)}
+        pid = row["passage_id"]  # a user's corpus is free text too: its titles and texts are scrubbed and capped
+        passages[pid] = {"id": cut(pid, 64), "title": scrub(row.get("title") or pid, options.field_chars),
+                         "text": scrub(row.get("text") or "", options.passage_chars)}
     out: dict[str, list[dict]] = {}
     for rid, pid in zip(hits["record_id"].to_list(), hits["passage_id"].to_list(), strict=True):
         chosen = out.setdefault(rid, [])

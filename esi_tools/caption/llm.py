@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ..errors import EsiError, UsageError
-from .privacy import redact, secrets
+from .privacy import redact, secrets, url_secrets
 
 REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I apologi[sz]e|I can(?:no|')t|I'?m unable|I am unable|"
                      r"I (?:will|won'?t) not|As an AI)", re.IGNORECASE)
@@ -89,7 +89,7 @@ class LLMClient:
         self.litellm = import_litellm()
         self.provider = config.model.split("/", 1)[0] if "/" in config.model else ""
         self._key = self._api_key()
-        self._secrets = secrets([self._key] if self._key else [])
+        self._secrets = secrets(([self._key] if self._key else []) + url_secrets(config.api_base))
         self.retries = 0  # attempts beyond the first, over the whole run
         self.price_known = self._price(1, 1) is not None
 

@@ -2,7 +2,8 @@
 
 The shipped template is `templates/v1.txt`; `--template FILE` replaces it. The template's name and sha256
 go into the manifest, and each record's prompt hash into captions.parquet, so a caption can be traced to
-the exact text that produced it.
+the exact text that produced it. Free text (statements, passages) arrives scrubbed and capped (evidence.py)
+and is fenced here as quoted data, which the system message declares not to be instructions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .scrub import DATA_NOTE, fence
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_TEMPLATE = "v1"  # the newest shipped template; older ones stay for reproducing old artifacts
@@ -27,9 +29,10 @@ class Template:
     user: str
 
     def render(self, evidence: dict) -> tuple[str, str]:
-        """(system, user) messages for one record's evidence."""
+        """(system, user) messages for one record's evidence; the system message always ends by declaring
+        the fenced free text to be data (whatever template is used)."""
         sections = sections_for(evidence)
-        return self.system.format_map(sections), self.user.format_map(sections)
+        return f"{self.system.format_map(sections)}\n{DATA_NOTE}", self.user.format_map(sections)
 
 
 def load_template(path: str | Path | None = None) -> Template:
@@ -107,8 +110,9 @@ def sections_for(evidence: dict) -> dict[str, str]:
         "demographics": demographics(evidence),
         "measurements": measurement_text,
         "findings": finding_text,
-        "statements": "\n".join(statements) or "- none recorded",
-        "passages": "\n".join(f"[{p['id']}] {p['title']}: {p['text']}" for p in passages) or "- none retrieved",
+        "statements": fence("\n".join(statements)) if statements else "- none recorded",
+        "passages": fence("\n".join(f"[{p['id']}] {p['title']}: {p['text']}" for p in passages)) if passages
+        else "- none retrieved",
         "passage_ids": ", ".join(p["id"] for p in passages) or "none",
     }
 

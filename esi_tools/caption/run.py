@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..artifacts import ArtifactWriter, open_artifact
 from ..console import log, progress, warn
 from ..dataset import Dataset
 from ..errors import EsiError, InputError, RecordError, UsageError
-from . import privacy, template_provider
+from . import privacy, scrub, template_provider
 from .cache import Cached, CaptionCache, cache_key
 from .evidence import EvidenceOptions, collect
 from .llm import BudgetStop, CaptionFailure, Completion, LLMClient, LLMConfig
@@ -154,7 +155,7 @@ def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_pa
     dataset = Dataset.open(dataset_path)
     features = open_artifact(features_path, "features") if features_path else None
     retrieval = open_artifact(retrieval_path, "retrieval") if retrieval_path else None
-    decision = privacy.decide(credentialed=bool(dataset.artifact.summary.get("credentialed")),
+    decision = privacy.decide(credentialed=privacy.is_credentialed(dataset.artifact.manifest),
                               model=config.model, api_base=config.api_base, allow_remote=config.allow_remote)
     previous = _previous_rows(out, config, force)
     template = load_template(config.template)
@@ -171,7 +172,7 @@ def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_pa
     for item in evidence:
         system, user = template.render(item.evidence)
         try:
-            privacy.check_prompt(f"{system}\n{user}", item.identifiers)
+            scrub.check_prompt(f"{system}\n{user}", item.identifiers)
         except RecordError as exc:
             rejects.append((item.record_id, exc.reason))
             continue
@@ -315,7 +316,8 @@ def _write(out, config: CaptionConfig, template, decision, dataset, features, re
     inputs = {"dataset": dataset.artifact, **({"features": features} if features else {}),
               **({"retrieval": retrieval} if retrieval else {})}
     counts = {s: int((table["status"] == s).sum()) for s in (OK, FAILED, SKIPPED)}
-    with ArtifactWriter(out, "captions", parameters=parameters, inputs=inputs, force=force) as writer:
+    argv = privacy.scrub_argv(sys.argv, privacy.secrets(privacy.url_secrets(config.api_base)))
+    with ArtifactWriter(out, "captions", parameters=parameters, inputs=inputs, force=force, argv=argv) as writer:
         writer.write_table("captions.parquet", table)
         writer.write_table("rejects.parquet", pl.DataFrame({"record_id": [r for r, _ in rejects],
                                                             "reason": [why for _, why in rejects]},
