@@ -27,11 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from esi_tools.dataset import Dataset  # noqa: E402
+from esi_tools.dataset import UV_TO_MV, Dataset  # noqa: E402
 from esi_tools.features.findings import derive  # noqa: E402
 from esi_tools.features.ludb import MARKS, MATCH_WINDOW_MS, match, read_annotations, summarise  # noqa: E402
-from esi_tools.features.run import analyse_chunk  # noqa: E402
-from esi_tools.ingest.run import IngestConfig, ingest  # noqa: E402
+from esi_tools.features.records import measure_records  # noqa: E402
 
 NK_KEYS = {"p_on": "ECG_P_Onsets", "p_peak": "ECG_P_Peaks", "p_off": "ECG_P_Offsets", "qrs_on": "ECG_R_Onsets",
            "qrs_off": "ECG_R_Offsets", "t_peak": "ECG_T_Peaks", "t_off": "ECG_T_Offsets"}
@@ -40,19 +39,15 @@ CHUNK = 32  # same batch size as `esi features`
 
 
 def ours(ds: Dataset, n: int | None = None):
-    """Run our pipeline in this process over the first n records: (rows, beats per record, seconds)."""
+    """Run our pipeline (the path `esi features` takes, one process) over the first n records: (rows, beats, seconds)."""
     n = len(ds) if n is None else min(n, len(ds))
-    rows, beats = [], []
+    rows, beats = [None] * n, [None] * n
+    length = ds.waveforms.shape[-1]
     start = time.perf_counter()
-    for s in range(0, n, CHUNK):
-        idx = slice(s, min(s + CHUNK, n))
-        x = ds.millivolts(idx)
-        r, b = analyse_chunk(x, ds.lead_mask[idx], ds.fs, np.full(x.shape[0], x.shape[-1]))
-        for row in r:
-            row["findings"] = derive(row)
-        rows += r
-        rec = b.get("record", np.zeros(0))
-        beats += [{k: v[rec == i] for k, v in b.items()} for i in range(x.shape[0])]
+    for m in measure_records(ds.waveforms, ds.lead_mask[:n], np.full(n, length), ds.fs, length, chunk=CHUNK,
+                             scale=UV_TO_MV):
+        m.row["findings"] = derive(m.row)
+        rows[m.index], beats[m.index] = m.row, m.beats
     return rows, beats, time.perf_counter() - start
 
 
@@ -128,6 +123,8 @@ def main() -> None:
     ap.add_argument("--nk-records", type=int, default=100, help="records timed for NeuroKit2 ecg_process")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    from esi_tools.ingest.run import IngestConfig, ingest
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ptb = Dataset.open(ingest(IngestConfig(kind="ptbxl", fs=100, workers=2), args.data / "ptbxl", tmp / "ptb"))

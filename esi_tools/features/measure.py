@@ -49,7 +49,7 @@ def _median_beat(w: np.ndarray) -> np.ndarray:
 
 
 def empty_record() -> dict:
-    """Every measurement column as NaN (records without usable beats)."""
+    """Every measurement and quality column as NaN/None (records without usable beats, failed records)."""
     row = {name: np.nan for name in GLOBAL_COLUMNS}
     for lead in STANDARD_LEADS:
         for name in PER_LEAD:
@@ -60,6 +60,10 @@ def empty_record() -> dict:
     row["n_normal_beats"] = 0
     row["ectopic_beats"] = 0
     row["low_voltage"] = None
+    for lead in STANDARD_LEADS:  # signal quality: NaN/None until measured (None = lead absent)
+        row[f"wander_{lead}_mv"] = np.nan
+        row[f"flat_{lead}"] = None
+        row[f"saturated_{lead}"] = None
     return row
 
 
@@ -68,6 +72,29 @@ GLOBAL_COLUMNS = (
     "p_present_fraction", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms",
     "qrs_axis_deg", "t_axis_deg", "sokolow_lyon_mv", "cornell_mv", "rvh_sokolow_mv",
 )
+
+
+RHYTHM_COLUMNS = ("hr_mean_bpm", "hr_min_bpm", "hr_max_bpm", "rr_mean_ms", "rr_sdnn_ms", "rr_rmssd_ms",
+                  "rr_irregularity")
+
+
+def rhythm(rr: np.ndarray, diffs: np.ndarray | None = None) -> dict:
+    """Rate and RR variability from RR intervals (ms); `diffs` (successive RR differences) default to np.diff(rr).
+
+    Long records pass their own diffs so that an RR pair spanning an unusable stretch is not differenced.
+    """
+    out = dict.fromkeys(RHYTHM_COLUMNS, np.nan)
+    if len(rr) == 0:
+        return out
+    out.update(hr_mean_bpm=60000.0 / rr.mean(), hr_min_bpm=60000.0 / rr.max(), hr_max_bpm=60000.0 / rr.min(),
+               rr_mean_ms=float(rr.mean()), rr_sdnn_ms=float(rr.std()))
+    d = np.diff(rr) if diffs is None else diffs
+    if len(d):
+        out["rr_rmssd_ms"] = float(np.sqrt(np.mean(d**2)))
+        # median successive difference / mean RR: ~0.02-0.05 in sinus rhythm (even with one ectopic
+        # beat, which moves only two differences), 0.1-0.3 in atrial fibrillation
+        out["rr_irregularity"] = float(np.median(np.abs(d)) / rr.mean())
+    return out
 
 
 def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -100,18 +127,7 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     premature = (rr_prev < P.PREMATURE_RATIO * med_rr) & (rr_next > rr_prev * 1.1)
     ectopic = (corr < P.ECTOPIC_CORR) | premature
     row["ectopic_beats"] = int(ectopic.sum())
-    # --- rhythm ----------------------------------------------------------------------------------------
-    row["hr_mean_bpm"] = 60000.0 / rr.mean()
-    row["hr_min_bpm"] = 60000.0 / rr.max()
-    row["hr_max_bpm"] = 60000.0 / rr.min()
-    row["rr_mean_ms"] = rr.mean()
-    row["rr_sdnn_ms"] = rr.std()
-    if len(rr) >= 2:
-        d = np.diff(rr)
-        row["rr_rmssd_ms"] = float(np.sqrt(np.mean(d**2)))
-        # median successive difference / mean RR: ~0.02-0.05 in sinus rhythm (even with one ectopic
-        # beat, which moves only two differences), 0.1-0.3 in atrial fibrillation
-        row["rr_irregularity"] = float(np.median(np.abs(d)) / rr.mean())
+    row.update(rhythm(rr))
     # --- intervals on normal beats --------------------------------------------------------------------
     normal = ~ectopic & np.isfinite(marks["qrs_on"]) & np.isfinite(marks["qrs_off"])
     row["n_normal_beats"] = int(normal.sum())
@@ -135,7 +151,7 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
         row["qtc_fridericia_ms"] = row["qt_ms"] / np.cbrt(rr_s)
     # --- amplitudes on the median normal beat ---------------------------------------------------------
     tmpl = template if normal.all() else _median_beat(w[normal])
-    _amplitudes(row, tmpl, rel, fs, has_p.mean() >= MIN_P_FRACTION)
+    _amplitudes(row, tmpl, rel, fs, has_p.mean() >= MIN_P_FRACTION, mask)
     # beat-to-beat residual inside this beat only: at fast rates a fixed window would reach the next
     # (possibly premature) beat and call a clean record noisy
     rr_samples = med_rr * fs / 1000.0
@@ -147,7 +163,29 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     return row, ectopic
 
 
-def _amplitudes(row: dict, tmpl: np.ndarray, rel: dict, fs: float, p_present: bool) -> None:
+# Limb leads as combinations of (I, II) (Einthoven, Goldberger): any two of them give the frontal plane.
+_LIMB_FROM_I_II = {"I": (1.0, 0.0), "II": (0.0, 1.0), "III": (-1.0, 1.0), "aVR": (-0.5, -0.5),
+                   "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0)}
+
+
+def frontal_axis(values: np.ndarray, mask: np.ndarray) -> float:
+    """Frontal-plane axis (degrees) from a per-lead quantity (QRS area, T amplitude): atan2(aVF, I).
+
+    With I or aVF missing, both are solved from any two limb leads present; with fewer than two, NaN.
+    """
+    idx = {name: i for i, name in enumerate(STANDARD_LEADS)}
+    i, f = idx["I"], idx["aVF"]
+    if mask[i] and mask[f]:
+        return float(np.degrees(np.arctan2(values[f], values[i])))
+    have = [n for n in LIMB if mask[idx[n]] and np.isfinite(values[idx[n]])]
+    if len(have) < 2:
+        return float("nan")
+    coef = np.array([_LIMB_FROM_I_II[n] for n in have])
+    lead_i, lead_ii = np.linalg.lstsq(coef, np.array([values[idx[n]] for n in have]), rcond=None)[0]
+    return float(np.degrees(np.arctan2(lead_ii - lead_i / 2, lead_i)))
+
+
+def _amplitudes(row: dict, tmpl: np.ndarray, rel: dict, fs: float, p_present: bool, mask: np.ndarray) -> None:
     w = tmpl.shape[1]
 
     def at(v):
@@ -155,7 +193,7 @@ def _amplitudes(row: dict, tmpl: np.ndarray, rel: dict, fs: float, p_present: bo
 
     on, off = at(rel["qrs_on"]), at(rel["qrs_off"])
     seg = tmpl[:, on:off + 1]
-    if seg.shape[1] < 2 or not np.isfinite(seg).all():
+    if seg.shape[1] < 2 or not np.isfinite(seg[mask]).all():
         return
     ir = seg.argmax(axis=1)
     t = np.arange(seg.shape[1])
@@ -177,21 +215,28 @@ def _amplitudes(row: dict, tmpl: np.ndarray, rel: dict, fs: float, p_present: bo
         if pseg.shape[1]:
             p_amp = pseg[np.arange(12), np.abs(pseg).argmax(axis=1)]
     values = {"p_amp": p_amp, "q_amp": q_amp, "r_amp": r_amp, "s_amp": s_amp, "qrs_ptp": ptp, "st_j": st_j,
-              "st_j60": st_j60, "t_amp": t_amp}
+              "st_j60": st_j60, "t_amp": t_amp, "qrs_area": area}
+    for arr in values.values():  # an absent (zero-filled) lead has no amplitudes, not zero ones
+        arr[~mask] = np.nan
     for i, lead in enumerate(STANDARD_LEADS):
         for name, arr in values.items():
-            row[f"{name}_{lead}_mv"] = float(arr[i])
-        row[f"qrs_area_{lead}_mvms"] = float(area[i])
-    li, lavf = STANDARD_LEADS.index("I"), STANDARD_LEADS.index("aVF")
-    row["qrs_axis_deg"] = float(np.degrees(np.arctan2(area[lavf], area[li])))
-    row["t_axis_deg"] = float(np.degrees(np.arctan2(t_amp[lavf], t_amp[li])))
+            row[f"{name}_{lead}_mvms" if name == "qrs_area" else f"{name}_{lead}_mv"] = float(arr[i])
+    row["qrs_axis_deg"] = frontal_axis(area, mask)
+    row["t_axis_deg"] = frontal_axis(t_amp, mask)
     lead = {name: i for i, name in enumerate(STANDARD_LEADS)}
-    row["sokolow_lyon_mv"] = float(-s_amp[lead["V1"]] + max(r_amp[lead["V5"]], r_amp[lead["V6"]]))
+    # voltage indices need their leads (NaN propagates); "V5 or V6" takes whichever is there
+    r56 = np.nanmax(r_amp[[lead["V5"], lead["V6"]]]) if mask[[lead["V5"], lead["V6"]]].any() else np.nan
+    s56 = np.nanmin(s_amp[[lead["V5"], lead["V6"]]]) if mask[[lead["V5"], lead["V6"]]].any() else np.nan
+    row["sokolow_lyon_mv"] = float(-s_amp[lead["V1"]] + r56)
     row["cornell_mv"] = float(r_amp[lead["aVL"]] - s_amp[lead["V3"]])
-    row["rvh_sokolow_mv"] = float(r_amp[lead["V1"]] - min(s_amp[lead["V5"]], s_amp[lead["V6"]]))
+    row["rvh_sokolow_mv"] = float(r_amp[lead["V1"]] - s56)
     limb = ptp[[lead[x] for x in LIMB]]
     prec = ptp[[lead[x] for x in PRECORDIAL]]
-    row["low_voltage"] = bool((limb < LOW_VOLTAGE_LIMB_MV).all() or (prec < LOW_VOLTAGE_PRECORDIAL_MV).all())
+    # low voltage is "every limb lead" or "every precordial lead": decided only on a complete group
+    low = [bool((g < thr).all()) for g, thr in ((limb, LOW_VOLTAGE_LIMB_MV), (prec, LOW_VOLTAGE_PRECORDIAL_MV))
+           if np.isfinite(g).all()]
+    row["low_voltage"] = any(low) if low else None
 
 
-__all__ = ["GLOBAL_COLUMNS", "MARK_NAMES", "NOISE_MV", "PER_LEAD", "empty_record", "measure_record"]
+__all__ = ["GLOBAL_COLUMNS", "MARK_NAMES", "NOISE_MV", "PER_LEAD", "RHYTHM_COLUMNS", "empty_record", "frontal_axis",
+           "measure_record", "rhythm"]

@@ -59,3 +59,9 @@ P_CONSISTENCY_S = 0.04  # a sinus P sits within 40 ms of the record's median PR;
 ECTOPIC_CORR = 0.80  # QRS shape correlation with the median beat below this: ectopic (0.9 flagged 27 % of PTB-XL NORM)
 ECTOPIC_LAG_S = 0.02  # ... best correlation over +-20 ms shifts, so R-peak jitter is not mistaken for shape
 PREMATURE_RATIO = 0.80  # RR below 80 % of the median RR, followed by a longer one: a premature beat
+
+# --- long records ----------------------------------------------------------------------------------------
+SEGMENT_S = 20.0  #
+# memory is bounded by the chunk (chunk x 24 s x 12 leads), not by the record length
+SEGMENT_MARGIN_S = 2.0  # each segment reads 2 s more on both sides: beats near its edges keep their whole
+# window (0.45 s before R, 0.7 s after) and the 0.5-Hz high-pass has settled (zero-phase transient < 1 s)

@@ -20,7 +20,7 @@ EDGE_S = 0.5  # filter transients at the record ends are ignored when sizing wan
 
 
 def lead_quality(x: np.ndarray, xc: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray) -> dict:
-    """(B, 12) arrays: flat, saturated (bool) and wander_mv, for raw x and cleaned xc (both mV)."""
+    """(B, 12) arrays: flat, saturated (bool, False for absent leads) and wander_mv (NaN for absent leads)."""
     b, leads, n = x.shape
     t = np.arange(n)
     if (valid >= n).all():  # the usual case: no padding, plain (fast) reductions
@@ -34,8 +34,8 @@ def lead_quality(x: np.ndarray, xc: np.ndarray, mask: np.ndarray, fs: float, val
         raw = np.where(inside[:, None, :], x, np.nan)
         top, bottom = np.nanmax(raw, axis=-1, keepdims=True), np.nanmin(raw, axis=-1, keepdims=True)
         pinned = np.maximum((raw == top).sum(-1), (raw == bottom).sum(-1))
-    flat = ~((hi - lo) >= FLAT_MV) | ~mask
-    saturated = (pinned >= np.maximum(SATURATION_MIN, SATURATION_FRACTION * valid[:, None])) & ~flat
+    flat = ~((hi - lo) >= FLAT_MV) & mask  # only leads the record has: an absent lead is not a flat one
+    saturated = (pinned >= np.maximum(SATURATION_MIN, SATURATION_FRACTION * valid[:, None])) & mask & ~flat
     # baseline = moving average over one period of WANDER_HZ (as good as a low-pass here, 3x cheaper)
     low = uniform_filter1d(x, size=max(1, int(round(fs / WANDER_HZ))), axis=-1, mode="nearest")
     edge = int(EDGE_S * fs)
@@ -47,16 +47,24 @@ def lead_quality(x: np.ndarray, xc: np.ndarray, mask: np.ndarray, fs: float, val
     return {"flat": flat, "saturated": saturated, "wander_mv": wander}
 
 MIN_BEATS = 3  # fewer than 3 beats in a record: no rhythm, no median beat -> measurements are not trusted
-MAX_FLAT_LEADS = 5  # 6+ flat/missing leads: too little of the 12-lead picture left to measure
+MAX_FLAT_LEADS = 5  # 6+ flat leads among those recorded: the recording failed (absent leads do not count)
 MAX_SATURATED_LEADS = 3  # 4+ clipped leads: amplitudes and the median beat are wrong
 MAX_NOISY_LEADS = 5  # 6+ noisy leads: fiducials cannot be trusted
 
 
 def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: tuple[str, ...],
-           paced: float = float("nan")) -> tuple[list[str], str | None]:
-    """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable)."""
+           paced: float = float("nan"), present=None) -> tuple[list[str], str | None]:
+    """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable).
+
+    `present` (bool per lead, default all) names the leads the record has: only those are flagged or counted,
+    so a 2-lead recording is judged on its 2 leads, not as 10 missing ones.
+    """
+    present = np.ones(len(leads), bool) if present is None else np.asarray(present, bool)
+    flat, saturated = np.asarray(flat, bool) & present, np.asarray(saturated, bool) & present
     flags = []
     for i, lead in enumerate(leads):
+        if not present[i]:
+            continue
         if flat[i]:
             flags.append(f"flat:{lead}")
         if saturated[i]:
@@ -66,16 +74,18 @@ def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: t
         if np.isfinite(noise[i]) and noise[i] > NOISE_MV:
             flags.append(f"noisy:{lead}")
     n_flat, n_sat = int(np.sum(flat)), int(np.sum(saturated))
-    n_noisy = int(np.sum(np.isfinite(noise) & (noise > NOISE_MV)))
-    if n_flat > MAX_FLAT_LEADS:
-        return flags, f"{n_flat} flat or missing leads"
-    if n_sat > MAX_SATURATED_LEADS:
+    n_noisy = int(np.sum(np.isfinite(noise) & (noise > NOISE_MV) & present))
+    live = int(present.sum()) - n_flat  # recorded leads that carry signal
+    # each limit holds for 12 leads; with fewer leads a record fails when every lead it has fails
+    if n_flat > MAX_FLAT_LEADS or live <= 0:
+        return flags, f"no signal ({n_flat} flat leads)" if live <= 0 else f"{n_flat} flat leads"
+    if n_sat > MAX_SATURATED_LEADS or n_sat >= live:
         return flags, f"{n_sat} saturated leads"
     if n_beats < MIN_BEATS:
         return flags, f"too few beats ({n_beats})"
     if n_normal < MIN_BEATS:
         return flags, f"no dominant beat shape ({n_normal} of {n_beats} beats alike)"
-    if n_noisy > MAX_NOISY_LEADS:
+    if n_noisy > MAX_NOISY_LEADS or n_noisy >= live:
         return flags, f"{n_noisy} noisy leads"
     if np.isfinite(paced) and paced >= PACED_FRACTION:
         return flags + ["paced"], f"paced rhythm (pacemaker spikes before {paced:.0%} of beats)"

@@ -8,6 +8,8 @@ import numpy as np
 def nanmedian0(a: np.ndarray) -> np.ndarray:
     """NaN-ignoring median along axis 0 (NaN where a column has no finite value)."""
     a = np.asarray(a, float)
+    if a.shape[0] == 0:  # no values at all (e.g. no beat qualifies): NaN, not an IndexError
+        return np.full(a.shape[1:], np.nan)
     s = np.sort(a, axis=0)  # NaN sorts last
     k = np.isfinite(a).sum(axis=0)
     last = np.maximum(k - 1, 0)
