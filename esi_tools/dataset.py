@@ -9,9 +9,28 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import Artifact, open_artifact
+from .errors import ArtifactError
 from .signal.leads import STANDARD_LEADS
 
 UV_TO_MV = 1e-3
+
+
+def unique_ids(table, where: str, column: str = "record_id"):
+    """`table` (polars DataFrame) unchanged if its ids are unique; else ArtifactError naming the repeated ids.
+
+    Every join by record id goes through this: a repeated id would give one ECG another record's caption,
+    features or label.
+    """
+    import polars as pl
+
+    if column not in table.columns:
+        raise ArtifactError(f"{where}: no {column} column")
+    repeated = table.group_by(column).len().filter(pl.col("len") > 1)
+    if repeated.height:
+        examples = ", ".join(repr(v) for v in repeated[column].head(3).to_list())
+        raise ArtifactError(f"{where}: {repeated.height} {column}(s) occur more than once (e.g. {examples}); "
+                            f"ids must be unique to join tables")
+    return table
 
 
 @dataclass
@@ -36,8 +55,8 @@ class Dataset:
 
     @cached_property
     def records(self):
-        """polars DataFrame, row i describes waveforms[i]."""
-        return self.artifact.table("records.parquet")
+        """polars DataFrame, row i describes waveforms[i]; record ids checked unique."""
+        return unique_ids(self.artifact.table("records.parquet"), f"{self.path}/records.parquet")
 
     @cached_property
     def waveforms(self) -> np.ndarray:

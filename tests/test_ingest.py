@@ -132,16 +132,18 @@ def test_corrupted_records_are_rejected_with_reasons(tmp_path):
     result = run_esi("-q", "ingest", "wfdb", corpus, "--out", tmp_path / "ds")
     assert result.exit_code == 0, result.output
     ds = Dataset.open(tmp_path / "ds")
-    assert sorted(ds.records["record_id"]) == [f"good{k}" for k in range(1, 6)]
-    reasons = {Path(p).stem: r for p, r in ds.artifact.table("rejects.parquet").iter_rows()}
+    assert sorted(ds.records["record_id"]) == ["badlead"] + [f"good{k}" for k in range(1, 6)]
+    badlead = ds.records.filter(pl.col("record_id") == "badlead").row(0, named=True)
+    assert badlead["unknown_leads"] == ["X9"] and badlead["lead_mask"][STANDARD_LEADS.index("V3")] is False
+    assert sum(badlead["lead_mask"]) == 11
+    reasons = {Path(p).stem: r for p, _, r in ds.artifact.table("rejects.parquet").iter_rows()}
     assert "truncated" in reasons["truncated"]
-    assert "header says 900" in reasons["wronglength"]
+    assert "header implies 21600 (900 samples" in reasons["wronglength"]
     assert "NaN" in reasons["nanlead"] and "III" in reasons["nanlead"]
     assert "flat" in reasons["zerolead"] and "V2" in reasons["zerolead"]
     assert "sampling rate" in reasons["bogusfs"]
-    assert "missing signal file" in reasons["nodata"]
-    assert "unknown lead" in reasons["badlead"]
-    assert ds.artifact.summary == {**ds.artifact.summary, "records": 5, "rejects": 7}
+    assert "signal file missing" in reasons["nodata"] and "nodata.dat" in reasons["nodata"]
+    assert ds.artifact.summary == {**ds.artifact.summary, "records": 6, "rejects": 6}
 
 
 def test_mimic_layout_from_real_records(tmp_path):

@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import ArtifactWriter
 from ..console import log, progress
-from ..errors import InputError
-from ..signal.leads import STANDARD_LEADS
-from .records import ReadOptions, try_load
+from ..errors import InputError, RecordError, UsageError
+from ..signal.leads import STANDARD_LEADS, parse_lead_map
+from .records import Loaded, ReadOptions, Task, window_count
 from .sources import RecordSpec, list_headers, list_mimic, list_ptbxl
+from .wfdb_reader import MAX_FS, MIN_FS, read_header
+from .workers import load_batch, pool
 
 KINDS = ("ptbxl", "mimic-iv-ecg", "challenge", "wfdb")
-BLOCK = 1024  # records handed to the worker pool at a time
+BATCH_RECORDS = 32  # recordings per pool job (one round trip) when each gives one record
+BATCH_VALUES = 1 << 22  # samples x signals per pool job when windowing: a job's result stays a few MB
+IN_FLIGHT = 4  # pool jobs queued per worker: enough to keep workers busy, few enough that memory stays flat
+MAX_RECORD_SAMPLES = 1 << 22  # samples per stored lead (--fs x --seconds): 11.6 h at 100 Hz
 
 
 @dataclass(frozen=True)
 class IngestConfig:
     kind: str
     fs: float = 100.0  # 100 Hz keeps the whole ECG band that matters for rhythm/morphology and is 5x cheaper to train
-    seconds: float = 10.0  # the standard resting 12-lead length
+    seconds: float = 10.0  # the standard resting 12-lead length; with `window`, the window's length
+    window: float | None = None  # None: one record per recording (its first `seconds`); else windows of this length
+    stride: float | None = None  # seconds between window starts (default: the window, i.e. no overlap)
+    lead_map: str | None = None  # 'ECG1=II,ECG2=V5': header names mapped to standard leads before the alias table
     records: str | None = None  # PTB-XL: records100/records500; None picks by fs
     workers: int = 2
-    limit: int | None = None  # first N records only (smoke runs)
+    limit: int | None = None  # first N recordings only (smoke runs)
 
 
 def _records_table(rows: list[dict]):
@@ -41,6 +49,8 @@ def _records_table(rows: list[dict]):
         "leads": pl.List(pl.String), "lead_mask": pl.List(pl.Boolean), "labels": pl.List(pl.String),
         "label_system": pl.String, "label_likelihoods": pl.String, "report": pl.String, "fold": pl.Int64,
         "split": pl.String, "source_path": pl.String, "quality_flags": pl.List(pl.String), "extra": pl.String,
+        "parent_record_id": pl.String, "start_s": pl.Float64, "cut": pl.Boolean, "padded": pl.Boolean,
+        "coverage": pl.Float64, "unknown_leads": pl.List(pl.String), "comments": pl.String, "credentialed": pl.Boolean,
     }
     return pl.DataFrame([{k: row.get(k) for k in schema} for row in rows], schema=schema, orient="row")
 
@@ -118,14 +128,44 @@ class NpyAppender:
         shrink_npy(self.path, self.rows)
 
 
-def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -> Path:
+def _check(config: IngestConfig) -> IngestConfig:
+    """Validate the options (UsageError) and fold --window into the record length."""
     if config.kind not in KINDS:
         raise InputError(f"unknown dataset kind '{config.kind}' (choose from {', '.join(KINDS)})")
+    if not MIN_FS <= config.fs <= MAX_FS:
+        raise UsageError(f"--fs {config.fs:g} is outside {MIN_FS:g}-{MAX_FS:g} Hz")
+    if config.stride is not None and config.window is None:
+        raise UsageError("--stride needs --window")
+    for name in ("seconds", "window", "stride"):
+        value = getattr(config, name)
+        if value is not None and not (value > 0 and np.isfinite(value)):
+            raise UsageError(f"--{name} must be a positive number of seconds")
+    seconds = config.window or config.seconds
+    if config.fs * seconds > MAX_RECORD_SAMPLES:
+        raise UsageError(f"--fs x {'--window' if config.window else '--seconds'} = {config.fs * seconds:,.0f} samples "
+                         f"per lead; at most {MAX_RECORD_SAMPLES:,} (use --window to cut long recordings)")
+    try:
+        parse_lead_map(config.lead_map)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if config.window is None:
+        return config
+    return IngestConfig(**{**asdict(config), "seconds": seconds, "stride": config.stride or config.window})
+
+
+def mimic_layout(src: Path) -> str | None:
+    """Evidence that src is (inside) a MIMIC-IV-ECG tree: its record_list.csv and machine_measurements.csv."""
+    for folder in (src, *src.parents):
+        if (folder / "record_list.csv").is_file() and (folder / "machine_measurements.csv").is_file():
+            return f"MIMIC-IV-ECG layout (record_list.csv and machine_measurements.csv in {folder})"
+    return None
+
+
+def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -> Path:
+    config = _check(config)
     if not src.exists():
         raise InputError(f"{src}: no such directory")
     src = src.resolve()
-    if config.fs <= 0 or config.seconds <= 0:
-        raise InputError("--fs and --seconds must be positive")
     records = config.records or ("records500" if config.fs > 100 else "records100")
     if config.kind == "ptbxl":
         listing = list_ptbxl(src, records)
@@ -136,34 +176,72 @@ def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -
     total, items = listing.total, listing.items
     if config.limit:
         total, items = min(total, config.limit), islice(items, config.limit)
-    opts = ReadOptions(config.fs, config.seconds, metadata_from_comments=config.kind in ("challenge", "wfdb"))
-    length = int(round(config.fs * config.seconds))
+    layout = mimic_layout(src)
+    opts = ReadOptions(config.fs, config.seconds, src, stride=config.stride,
+                       metadata_from_comments=config.kind in ("challenge", "wfdb"),
+                       lead_map=tuple(parse_lead_map(config.lead_map).items()), credentialed=layout)
+    workers = config.workers if total >= 64 or opts.stride is not None else 1  # spawning costs more than it saves
     parameters = {**asdict(config), "source": config.kind, "records": records if config.kind == "ptbxl" else None,
-                  "src": str(src.resolve())}
+                  "src": str(src)}
     parameters.pop("kind")
     with ArtifactWriter(out, "dataset", parameters=parameters, force=force) as writer:
-        rows, rejects = RowSink(writer.path("records.parquet"), _records_table), []
-        with NpyAppender(writer.path("waveforms.npy"), total, (len(STANDARD_LEADS), length), np.int16) as waves:
+        sink = _Sink(writer, config)
+        with NpyAppender(writer.path("waveforms.npy"), 10**12, (len(STANDARD_LEADS), opts.length), np.int16) as waves:
             with progress(f"ingest {config.kind}", total) as bar:
-                for spec, array, meta in _read_all(items, opts, config.workers):
-                    if array is None:
-                        rejects.append((spec, meta))
-                    else:
-                        waves.append(array)
-                        rows.append({**meta, "record_id": spec.record_id, "source": config.kind, "fs": config.fs,
-                                     "source_path": str(spec.header.with_suffix(""))})
-                    bar.advance()
-        rows.close()
-        _write_tables(writer, rejects, config, src)
-        credentialed = config.kind == "mimic-iv-ecg"
+                for item in _read_all(_tasks(items, opts), workers, opts.stride is not None):
+                    if isinstance(item, Task):
+                        bar.advance()
+                    elif sink.add(item):
+                        waves.append(item.array)
+        sink.close()
+        evidence = layout or sink.evidence
         writer.summary.update({
-            "records": len(rows), "rejects": len(rejects), "leads": list(STANDARD_LEADS), "unit": "uV",
-            "storage": "int16", "credentialed": credentialed,
+            "records": len(sink.rows), "rejects": len(sink.rejects), "recordings": sink.recordings,
+            "leads": list(STANDARD_LEADS), "unit": "uV", "storage": "int16",
+            "credentialed": evidence is not None, "credentialed_evidence": evidence,
             "patients": _count_patients(writer.path("records.parquet")),
         })
+        _write_tables(writer, sink.rejects, config, src)
         path = writer.commit()
-    log(f"ingested {len(rows)} records ({len(rejects)} rejected) -> {path}")
+    log(f"ingested {len(sink.rows)} records ({len(sink.rejects)} rejected) -> {path}")
     return path
+
+
+class _Sink:
+    """Stored rows and rejects; a record id seen before is rejected, so every id in the dataset is unique."""
+
+    def __init__(self, writer: ArtifactWriter, config: IngestConfig):
+        self.config, self.rows, self.rejects = config, RowSink(writer.path("records.parquet"), _records_table), []
+        self.seen: set[str] = set()
+        self.parents: set[str] = set()
+        self.evidence: str | None = None
+
+    @property
+    def recordings(self) -> int:
+        return len(self.parents)
+
+    def add(self, item: Loaded | tuple[str, str]) -> bool:
+        """True if the item is a record to store (its waveform goes next into waveforms.npy)."""
+        if isinstance(item, tuple):
+            self.rejects.append({"path": item[0], "record_id": None, "reason": item[1]})
+            return False
+        if item.array is None:
+            self.rejects.append({"path": str(item.header), "record_id": item.record_id, "reason": item.reason})
+            return False
+        if item.record_id in self.seen:
+            self.rejects.append({"path": str(item.header), "record_id": item.record_id,
+                                 "reason": f"duplicate record id {item.record_id} (an earlier record has it)"})
+            return False
+        self.seen.add(item.record_id)
+        meta = dict(item.meta)
+        self.evidence = self.evidence or meta.pop("credentialed_evidence", None)
+        self.parents.add(meta["parent_record_id"])
+        self.rows.append({**meta, "record_id": item.record_id, "source": self.config.kind, "fs": self.config.fs,
+                          "source_path": str(item.header.with_suffix(""))})
+        return True
+
+    def close(self) -> None:
+        self.rows.close()
 
 
 def _count_patients(records: Path) -> int:
@@ -172,29 +250,90 @@ def _count_patients(records: Path) -> int:
     return pl.scan_parquet(records).select(pl.col("patient_id").drop_nulls().n_unique()).collect().item()
 
 
-def _read_all(items, opts: ReadOptions, workers: int):
-    """(spec or reject path, int16 array or None, metadata or reject reason) in listing order."""
-    # spawn, not fork: a forked child can inherit a lock held by one of polars' threads and hang forever
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) if workers > 1 else None
+def _tasks(items, opts: ReadOptions) -> Iterator[Task | tuple[str, str]]:
+    """One task per recording; when windowing, a long recording is split into tasks of about BATCH_VALUES."""
+    for item in items:
+        if not isinstance(item, RecordSpec):
+            yield item
+        elif opts.stride is None:
+            yield Task(item, opts)
+        else:
+            try:
+                hdr = read_header(item.header)
+                if hdr.n_samples is None:
+                    yield Task(item, opts)
+                    continue
+                count = window_count(hdr, opts)
+            except RecordError as exc:
+                yield str(item.header), exc.reason
+                continue
+            per_window = hdr.n_sig * max(opts.seconds, opts.stride) * hdr.fs + len(STANDARD_LEADS) * opts.length
+            step = max(1, int(BATCH_VALUES // per_window))
+            for first in range(0, count, step):
+                yield Task(item, opts, first, step)
+
+
+def _batches(tasks, size: int):
+    """Tasks grouped into pool jobs of `size`; listing rejects pass through on their own, in order."""
+    batch: list[Task] = []
+    for item in tasks:
+        if not isinstance(item, Task):
+            if batch:
+                yield batch
+                batch = []
+            yield item
+            continue
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _read_all(tasks, workers: int, windowed: bool):
+    """Listing rejects, Loaded records and (after each recording's first task) the Task itself, in listing order.
+
+    Jobs go to the pool ahead of the one being consumed, at most IN_FLIGHT per worker, so memory stays flat.
+    """
+    jobs = _batches(tasks, 1 if windowed else BATCH_RECORDS)
+    if workers <= 1:
+        for job in jobs:
+            yield from _unpack(job, load_batch(job) if isinstance(job, list) else None)
+        return
+    executor = pool(workers)
     try:
-        while block := list(islice(items, BLOCK)):  # bounded in flight: memory stays flat at any dataset size
-            specs = [item for item in block if isinstance(item, RecordSpec)]
-            jobs = [(spec, opts) for spec in specs]
-            loaded = iter(pool.map(try_load, jobs, chunksize=32) if pool and len(jobs) >= 64 else map(try_load, jobs))
-            for item in block:
-                yield next(loaded) if isinstance(item, RecordSpec) else (item[0], None, item[1])
+        queue: deque = deque()
+        for job in jobs:
+            queue.append((job, executor.submit(load_batch, job) if isinstance(job, list) else None))
+            while len(queue) > IN_FLIGHT * workers:
+                yield from _pop(queue)
+        while queue:
+            yield from _pop(queue)
     finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_tables(writer: ArtifactWriter, rejects, config: IngestConfig, src: Path) -> None:
+def _pop(queue: deque):
+    job, future = queue.popleft()
+    yield from _unpack(job, future.result() if future is not None else None)
+
+
+def _unpack(job, results):
+    if results is None:
+        yield job
+        return
+    for task, loaded in zip(job, results, strict=True):
+        yield from loaded
+        if task.first == 0:
+            yield task
+
+
+def _write_tables(writer: ArtifactWriter, rejects: list[dict], config: IngestConfig, src: Path) -> None:
     import polars as pl
 
-    paths = [str(p.header) if isinstance(p, RecordSpec) else p for p, _ in rejects]
-    writer.write_table("rejects.parquet", pl.DataFrame({"path": paths, "reason": [r for _, r in rejects]},
-                                                       schema={"path": pl.String, "reason": pl.String}))
-    if config.kind == "ptbxl" and (src / "scp_statements.csv").exists():
+    writer.write_table("rejects.parquet", pl.DataFrame(
+        rejects, schema={"path": pl.String, "record_id": pl.String, "reason": pl.String}, orient="row"))
+    if config.kind == "ptbxl" and (src / "scp_statements.csv").is_file():
         statements = pl.read_csv(src / "scp_statements.csv", infer_schema=False).rename({"": "code"}, strict=False)
         writer.write_table("statements.parquet", statements)
-
