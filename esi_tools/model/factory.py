@@ -20,6 +20,7 @@ CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.safetensors"
 MODEL_FILE = "model.safetensors"
 TEXT_DIR = "text"
+RELEASE_PREFIX = "esi-release"  # configs/esi-release-*.json: the authors' released sizes (variant "esi-release")
 
 
 def _seeded(seed: int):
@@ -42,8 +43,9 @@ def create_ecg_encoder(size: str, *, seed: int, **overrides) -> ECGEncoder:
 
 
 def model_config_names() -> list[str]:
-    """Names of the architecture configs shipped in esi_tools/model/configs."""
-    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("configs").iterdir() if p.name.endswith(".json"))
+    """Names of the architecture configs shipped in esi_tools/model/configs that `esi pretrain` can train."""
+    names = (p.name[:-5] for p in resources.files(__package__).joinpath("configs").iterdir() if p.name.endswith(".json"))
+    return sorted(n for n in names if not n.startswith(RELEASE_PREFIX))  # release configs are imported, not trained
 
 
 def model_config(name_or_path: str) -> dict:
@@ -51,6 +53,9 @@ def model_config(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
         return json.loads(path.read_text())
+    if str(name_or_path).startswith(RELEASE_PREFIX):
+        raise InputError(f"'{name_or_path}' is the ESI authors' released architecture: load their weights with "
+                         "`esi import-release CHECKPOINT`; it is not trained by esi pretrain")
     shipped = resources.files(__package__).joinpath("configs", f"{name_or_path}.json")
     if not shipped.is_file():
         raise InputError(f"unknown model config '{name_or_path}' (shipped: {', '.join(model_config_names())})")
@@ -77,25 +82,55 @@ def _read_config(model_dir: Path) -> dict:
     return json.loads((model_dir / CONFIG_FILE).read_text())
 
 
-def load_ecg_encoder(model_dir: str | Path) -> ECGEncoder:
-    """Only the ECG side of a trained model (no text tower is built): eval mode, CPU."""
+def _load_weights(module, path: Path) -> None:
+    """Strict load of a safetensors file, one line naming what does not match."""
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise ArtifactError(f"{path.parent}: no {path.name}")
+    try:
+        module.load_state_dict(load_file(path))
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: does not match config.json ({' '.join(str(exc).split())[:300]})") from None
+
+
+def load_ecg_encoder(model_dir: str | Path):
+    """Only the ECG side of a trained or imported model (no text tower is built): eval mode, CPU."""
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
     config = _read_config(model_dir)
+    if config.get("variant") == RELEASE_PREFIX:
+        from .release import ReleaseConfig, ReleaseECGEncoder
+
+        encoder = ReleaseECGEncoder(ReleaseConfig.from_dict(config))
+        _load_weights(encoder, model_dir / ENCODER_FILE)
+        return encoder.eval()
+    if config.get("variant") not in (None, "esi"):
+        raise ArtifactError(f"{model_dir}: unknown model variant {config['variant']!r} in {CONFIG_FILE}")
     encoder = ECGEncoder(ECGEncoderConfig.from_dict(config["ecg"]))
     encoder.load_state_dict(load_file(model_dir / ENCODER_FILE))
     return encoder.eval()
 
 
 def load_esi(model_dir: str | Path):
-    """The whole trained ESI model (ECG encoder, text tower, decoder): eval mode, CPU."""
+    """The whole trained ESI model (ECG encoder, text tower, decoder), or an imported release model: eval, CPU."""
     from safetensors.torch import load_file
 
     from .coca import ESIConfig, ESIModel
 
     model_dir = Path(model_dir)
-    cfg = ESIConfig.from_dict(_read_config(model_dir))
+    config = _read_config(model_dir)
+    if config.get("variant") == RELEASE_PREFIX:
+        from .release import ReleaseConfig, ReleaseESI
+
+        if not (model_dir / MODEL_FILE).exists():
+            raise ArtifactError(f"{model_dir}: imported without a text tower (ECG encoder only): zero-shot needs "
+                                "a checkpoint with one (esi import-release keeps it when present)")
+        model = ReleaseESI.from_saved(ReleaseConfig.from_dict(config), model_dir / TEXT_DIR)
+        _load_weights(model, model_dir / MODEL_FILE)
+        return model.eval()
+    cfg = ESIConfig.from_dict(config)
     model = ESIModel.from_saved(cfg, model_dir / TEXT_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / MODEL_FILE), strict=False)
     missing = [k for k in missing if k != "decoder.head.weight"]  # tied to decoder.token.weight, stored once
