@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from esi_tools.console import console
+from esi_tools.console import console, styled
 from esi_tools.errors import EsiError, InputError
 
 _state = {"debug": bool(os.environ.get("ESI_DEBUG"))}
@@ -34,19 +34,24 @@ def esi_command(fn):
         except EsiError as exc:
             if _state["debug"]:
                 raise
-            console.print(f"[red]error:[/] {exc}")
+            console.print(styled("error:", "red", str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            console.print("[red]interrupted[/]: nothing was written")
+            console.print(styled("interrupted:", "red", "nothing was written"))
             raise typer.Exit(130) from None
         except Exception as exc:  # a bug, not bad input: still one line unless --debug
             if _state["debug"]:
                 raise
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            console.print(
-                f"[red]internal error:[/] {type(exc).__name__}: {exc} "
-                f"(at {Path(where.filename).name}:{where.lineno}; rerun with --debug for the traceback)"
-            )
+            text = (str(exc).strip().splitlines() or [""])[0]
+            filename = getattr(exc, "filename", None)  # OSError and friends: name the file when known
+            if filename and str(filename) not in text:
+                text = f"{filename}: {text}"
+            console.print(styled(
+                "internal error:", "red",
+                f"{type(exc).__name__}: {text} (at {Path(where.filename).name}:{where.lineno}; "
+                f"rerun with --debug for the traceback)",
+            ))
             raise typer.Exit(70) from None
 
     return wrapper

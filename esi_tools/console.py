@@ -1,4 +1,8 @@
-"""The one stderr console: logs and progress bars go here, stdout stays machine-readable."""
+"""The one stderr console: logs and progress bars go here, stdout stays machine-readable.
+
+Messages carry user text (paths, record ids, header comments), so nothing is ever read as rich markup or
+emoji codes: a path like `runs/a[/x]` prints as it is. Styling is applied to our own prefixes only.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)  # one message = one line
+console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)  # one message = one line
 _state = {"quiet": bool(os.environ.get("ESI_QUIET"))}
 
 
@@ -33,7 +38,12 @@ def log(message: str) -> None:
 
 def warn(message: str) -> None:
     """Warnings are shown even with --quiet."""
-    console.print(f"[yellow]warning:[/] {message}")
+    console.print(styled("warning:", "yellow", message))
+
+
+def styled(prefix: str, style: str, message: str) -> Text:
+    """`prefix` in `style`, then the message verbatim (never parsed as markup)."""
+    return Text.assemble((prefix, style), " ", message)
 
 
 class _Bar:
@@ -57,10 +67,10 @@ def progress(description: str, total: int | None, unit: str = "records"):
         bar.finish()
         return
     columns = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("[cyan]{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", style="cyan", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
