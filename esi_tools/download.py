@@ -6,12 +6,13 @@ import hashlib
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from .artifacts import sha256_file
-from .console import log, progress
+from .artifacts import MANIFEST, sha256_file
+from .console import log, progress, warn
 from .errors import EsiError, InputError
 
 # Open-access datasets and their PhysioNet roots (the layout `esi ingest` expects).
@@ -21,15 +22,20 @@ DATASETS = {
 }
 CHUNK = 1 << 20
 ATTEMPTS = 4  # per file: transient network errors and hash mismatches are retried with backoff
+TIMEOUT_S = 60.0  # per connect/read: PhysioNet answers within seconds; a stalled socket is retried
 
 
 class DownloadError(EsiError):
     exit_code = 4
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """relative path -> sha256 from a `sha256sum` listing; rejects paths that would escape the target."""
-    sums = {}
+def parse_sums(text: str) -> tuple[dict[str, str], int]:
+    """(relative path -> sha256, entries naming no file) from a `sha256sum` listing.
+
+    Paths that would escape the target are refused; entries that name the directory itself (`.`, `./`)
+    hold nothing to download and are counted, not fetched.
+    """
+    sums, skipped = {}, 0
     for line in text.splitlines():
         parts = line.strip().split(maxsplit=1)
         if len(parts) != 2:
@@ -38,26 +44,41 @@ def parse_sums(text: str) -> dict[str, str]:
         rel = PurePosixPath(name[2:] if name.startswith("./") else name)
         if rel.is_absolute() or ".." in rel.parts or len(digest) != 64:
             raise DownloadError(f"SHA256SUMS.txt has an unsafe or malformed entry: {line!r}")
+        if not rel.parts or name.endswith("/"):
+            skipped += 1
+            continue
         sums[rel.as_posix()] = digest
-    return sums
+    return sums, skipped
 
 
-def _get(url: str, headers: dict | None = None, timeout: float = 60):
+def _get(url: str, headers: dict | None = None, timeout: float = TIMEOUT_S):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout)
 
 
-def _fetch(base_url: str, rel: str, digest: str, root: Path) -> tuple[str, int]:
-    """Download one file into place (resuming a .part); returns (status, bytes transferred)."""
+def _url(base_url: str, rel: str) -> str:
+    """The file's URL: spaces and other reserved characters in names are percent-encoded."""
+    return base_url + urllib.parse.quote(rel)
+
+
+def _fetch(base_url: str, rel: str, digest: str, root: Path, timeout: float = TIMEOUT_S) -> tuple[str, int]:
+    """Download one file into place (resuming a .part); returns (status, bytes transferred).
+
+    A local file that fails verification is removed before it is fetched again, so a failed run never
+    leaves a known-bad file where `esi ingest` would read it.
+    """
     dest = root / rel
-    if dest.exists() and sha256_file(dest) == digest:
+    if dest.is_file() and sha256_file(dest) == digest:
         return "present", 0
+    if dest.is_file():
+        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     moved, last_error = 0, ""
     for attempt in range(ATTEMPTS):
         offset = part.stat().st_size if part.exists() else 0
+        answered_416 = False
         try:
-            with _get(base_url + rel, {"Range": f"bytes={offset}-"} if offset else None) as response:
+            with _get(_url(base_url, rel), {"Range": f"bytes={offset}-"} if offset else None, timeout) as response:
                 if offset and response.status != 206:  # server ignored Range: start over
                     offset = 0
                 with open(part, "ab" if offset else "wb") as fh:
@@ -65,14 +86,13 @@ def _fetch(base_url: str, rel: str, digest: str, root: Path) -> tuple[str, int]:
                         fh.write(block)
                         moved += len(block)
         except urllib.error.HTTPError as exc:
-            if exc.code == 416:  # already complete
-                pass
-            else:
-                last_error = f"HTTP {exc.code}"
-                if exc.code in (404, 403, 401):
-                    break
+            last_error = f"HTTP {exc.code}"
+            if exc.code in (404, 403, 401) or (exc.code == 416 and not offset):  # no retry can help
+                break
+            if exc.code != 416:
                 time.sleep(0.5 * 2**attempt)
                 continue
+            answered_416 = True  # to a range past the end: the .part may already hold the whole file
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             last_error = str(getattr(exc, "reason", exc))
             time.sleep(0.5 * 2**attempt)
@@ -80,21 +100,35 @@ def _fetch(base_url: str, rel: str, digest: str, root: Path) -> tuple[str, int]:
         if sha256_file(part) == digest:
             part.replace(dest)
             return "downloaded", moved
-        last_error = "sha256 mismatch"
+        last_error = "HTTP 416 to a partial file that fails verification" if answered_416 else "sha256 mismatch"
         part.unlink()
     return f"failed: {last_error}", moved
 
 
+def _refuse_artifact(out: Path) -> None:
+    """Downloading into an esi artifact (or a folder inside one) would change files its manifest vouches for."""
+    for folder in (out, *out.resolve().parents):
+        if (folder / MANIFEST).is_file():
+            raise InputError(f"--out {out}: {folder} is an esi artifact; download into a directory of its own")
+
+
 def download(dataset: str, out: Path, *, base_url: str | None = None, records100_only: bool = False,
-             workers: int = 8) -> Path:
+             workers: int = 8, timeout: float = TIMEOUT_S) -> Path:
     if dataset not in DATASETS and not base_url:
         raise InputError(f"unknown dataset '{dataset}' (choose from {', '.join(DATASETS)}, or give --base-url)")
+    if timeout <= 0:
+        raise InputError(f"--timeout must be positive (got {timeout:g})")
+    _refuse_artifact(out)
     base = (base_url or DATASETS[dataset]).rstrip("/") + "/"
     try:
-        with _get(base + "SHA256SUMS.txt") as response:
-            sums = parse_sums(response.read().decode("utf-8"))
+        with _get(base + "SHA256SUMS.txt", timeout=timeout) as response:
+            sums, skipped = parse_sums(response.read().decode("utf-8"))
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"cannot fetch {base}SHA256SUMS.txt: {getattr(exc, 'reason', exc)}") from None
+    except UnicodeDecodeError:
+        raise DownloadError(f"{base}SHA256SUMS.txt is not text") from None
+    if skipped:
+        warn(f"SHA256SUMS.txt: skipped {skipped} entries that name no file")
     if records100_only:
         sums = {rel: d for rel, d in sums.items() if not rel.startswith("records500/")}
     if not sums:
@@ -104,7 +138,7 @@ def download(dataset: str, out: Path, *, base_url: str | None = None, records100
     failures: list[str] = []
     total_bytes = 0
     with progress(f"download {dataset}", len(sums), unit="files") as bar, ThreadPoolExecutor(workers) as pool:
-        futures = {rel: pool.submit(_fetch, base, rel, digest, out) for rel, digest in sorted(sums.items())}
+        futures = {rel: pool.submit(_fetch, base, rel, digest, out, timeout) for rel, digest in sorted(sums.items())}
         for rel, future in futures.items():
             status, moved = future.result()
             total_bytes += moved
