@@ -3,22 +3,29 @@
 The manifest records what made the artifact (argv, parameters, tool version), what it read (each input's
 manifest digest) and what it holds (sha256, bytes and rows or shape of each file), so every number later
 printed can be traced back to the exact inputs.
+
+Writing is guarded so that `--force` can never destroy what is not the command's own: `--out` may not be,
+sit inside, or contain an input artifact or a raw source directory, and an existing `--out` is replaced
+only when it is an artifact of the same kind. One writer at a time holds a lock on each `--out`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import __version__
-from .errors import ArtifactError, InputError, SchemaVersionError
+from .errors import ArtifactError, EsiError, InputError, SchemaVersionError
 from .schemas import current_versions, required_columns, validate
 
 MANIFEST = "manifest.json"
@@ -68,28 +75,71 @@ class Artifact:
         """A Parquet table of this artifact as a polars DataFrame."""
         import polars as pl
 
-        return pl.read_parquet(self.file(name), columns=columns)
+        path = self.file(name)
+        try:
+            return pl.read_parquet(path, columns=columns, glob=False)  # a path is a path, `[x]` included
+        except Exception as exc:  # polars raises many types for a damaged file: name the file, not the type
+            raise self._unreadable(path, exc) from None
 
     def array(self, name: str, mmap: bool = True):
         """A .npy array, memory-mapped read-only by default (flat memory whatever the size)."""
         import numpy as np
 
-        return np.load(self.file(name), mmap_mode="r" if mmap else None, allow_pickle=False)
+        path = self.file(name)
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise self._unreadable(path, exc) from None
+
+    def _unreadable(self, path: Path, exc: Exception) -> ArtifactError:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return ArtifactError(f"{path}: unreadable ({reason}); `esi verify {self.path}` checks every file")
+
+    def changes(self) -> list[str]:
+        """Every difference from the manifest: files missing, resized, re-hashed or added, and inputs whose
+        manifest changed since this artifact was made (inputs no longer at their recorded path are skipped)."""
+        problems = []
+        for name, info in sorted(self.manifest["files"].items()):
+            path = self.path / name
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+            elif path.stat().st_size != info["bytes"]:
+                problems.append(f"{path}: {path.stat().st_size} bytes, its manifest records {info['bytes']}")
+            elif sha256_file(path) != info["sha256"]:
+                problems.append(f"{path}: sha256 differs from its manifest (modified after writing)")
+        listed = {*self.manifest["files"], MANIFEST}
+        for path in sorted(p for p in self.path.rglob("*") if p.is_file()):
+            if path.relative_to(self.path).as_posix() not in listed:
+                problems.append(f"{path}: not in the manifest (added after writing)")
+        for inp in self.manifest["inputs"]:
+            manifest = Path(inp["path"]) / MANIFEST
+            if manifest.is_file() and (now := sha256_file(manifest)) != inp["manifest_sha256"]:
+                problems.append(f"input '{inp['role']}' at {inp['path']} changed since this artifact was made "
+                                f"(manifest sha256 {inp['manifest_sha256'][:12]} recorded, {now[:12]} now)")
+        return problems
+
+    def missing_inputs(self) -> list[dict]:
+        """Recorded inputs no longer found at their recorded path (moved or deleted: cannot be checked)."""
+        return [inp for inp in self.manifest["inputs"] if not (Path(inp["path"]) / MANIFEST).is_file()]
 
     def verify(self) -> None:
-        """Re-hash every file against the manifest (slow for big waveforms; used by tests and `esi verify`)."""
-        for name, info in self.manifest["files"].items():
-            if sha256_file(self.path / name) != info["sha256"]:
-                raise ArtifactError(f"{self.path / name}: sha256 differs from its manifest (modified after writing)")
+        """Raise on the first of `changes()` (re-hashes every file: slow for big waveforms; `esi verify`)."""
+        problems = self.changes()
+        if problems:
+            raise ArtifactError(problems[0])
 
 
-def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None) -> Artifact:
-    """Open and validate an artifact; refuse the wrong kind or an incompatible schema version."""
+def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None, *, check_files: bool = True) -> Artifact:
+    """Open and validate an artifact; refuse the wrong kind or an incompatible schema version.
+
+    With `check_files` (the default) every listed file must exist with the size its manifest records: a cheap
+    guard against truncated or replaced files. The full hash check is `Artifact.verify` (`esi verify`).
+    """
     path = Path(path)
     manifest_path = path / MANIFEST
     if not path.exists():
         raise InputError(f"{path}: no such artifact directory")
-    if not manifest_path.exists():
+    if not manifest_path.is_file():
         raise ArtifactError(f"{path}: not an esi artifact (no {MANIFEST})")
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -111,25 +161,126 @@ def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None) -
             f"(or use the esi-tools that wrote it)"
         )
     validate(manifest, found, supported, where=str(path))
+    root = path.resolve()
     for name in manifest["files"]:
-        if not (path / name).exists():
-            raise ArtifactError(f"{path}: file '{name}' listed in the manifest is missing")
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or ".." in rel.parts or not (root / name).resolve().is_relative_to(root):
+            raise ArtifactError(f"{path}: manifest lists '{name}', a path outside the artifact")
+    if check_files:
+        for name, info in manifest["files"].items():
+            file = path / name
+            if not file.is_file():
+                raise ArtifactError(f"{path}: file '{name}' listed in the manifest is missing")
+            if file.stat().st_size != info["bytes"]:
+                raise ArtifactError(f"{file}: {file.stat().st_size} bytes, but its manifest records {info['bytes']} "
+                                    f"(changed after writing; `esi verify {path}` checks every file)")
     return Artifact(path, manifest)
+
+
+def check_artifact(path: str | Path) -> tuple[list[str], list[dict]]:
+    """`esi verify` of one artifact: (every change found, inputs no longer at their recorded path)."""
+    try:
+        art = open_artifact(path, check_files=False)
+    except EsiError as exc:
+        return [str(exc)], []
+    return art.changes(), art.missing_inputs()
 
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Delete temp dirs left by killed writers of `out` (their process no longer exists)."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refuse_overlap(out: Path, guarded: list[tuple[str, Path]]) -> None:
+    """--out may not be, sit inside, or contain an input or source: replacing it would delete that input."""
+    target = out.resolve()
+    for what, path in guarded:
+        resolved = Path(path).resolve()
+        if target == resolved:
+            relation = "is"
+        elif resolved in target.parents:
+            relation = "is inside"
+        elif target in resolved.parents:
+            relation = "contains"
+        else:
+            continue
+        raise InputError(f"--out {out} {relation} the {what} {path}; choose an --out outside it")
+
+
+def _kind_at(path: Path) -> str | None:
+    """The kind a directory's manifest declares, or None when it is not a readable artifact."""
+    try:
+        kind = json.loads((path / MANIFEST).read_text()).get("kind")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def _refuse_existing(out: Path, kind: str, force: bool) -> None:
+    """An existing --out is replaced only if it is an artifact of this kind and --force was given.
+
+    An empty directory holds nothing to lose and is used as it is.
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return
+    found = None if out.is_symlink() else _kind_at(out)
+    if found != kind:
+        what = (f"a '{found}' artifact" if found else "a symbolic link" if out.is_symlink()
+                else "a file" if not out.is_dir() else "a directory that is not an esi artifact")
+        raise InputError(f"--out {out} exists and is not a {kind} artifact (it is {what}); --force replaces "
+                         f"only a {kind} artifact: choose another --out")
+    if not force:
+        raise InputError(f"{out} already exists (pass --force to replace it)")
+
+
+class _OutLock:
+    """An exclusive flock on the sibling file `.<name>.lock`, removed on release.
+
+    The inode check after locking makes removal safe: a writer that locked a file another writer then
+    unlinked sees a different inode at the path and tries again.
+    """
+
+    def __init__(self, out: Path):
+        self.path = out.parent / f".{out.name}.lock"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise InputError(f"{out} is being written by another esi process (lock {self.path}); "
+                                 f"wait for it to finish or choose another --out") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd: int | None = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+            self.fd = None
 
 
 class ArtifactWriter:
     """Build an artifact in a temporary sibling directory; `commit()` validates and renames it into place.
 
     Used as a context manager: an exception (or Ctrl-C) removes the temporary directory, so an interrupted
-    command leaves nothing at `out`.
+    command leaves nothing at `out`. `sources` are raw input directories (a collection being ingested):
+    like `inputs`, --out may not be, sit inside, or contain one. The writer holds a lock on `out` from
+    construction to commit or abort, so a second writer to the same --out fails at once.
     """
 
     def __init__(
@@ -139,6 +290,7 @@ class ArtifactWriter:
         *,
         parameters: dict,
         inputs: dict[str, Artifact] | None = None,
+        sources: Iterable[str | Path] = (),
         force: bool = False,
         argv: list[str] | None = None,
     ):
@@ -147,27 +299,37 @@ class ArtifactWriter:
         self.version = current_versions()[kind]
         self.parameters = parameters
         self.inputs = inputs or {}
+        self.force = force
         self.argv = list(sys.argv if argv is None else argv)
         self.summary: dict[str, Any] = {}
         self._rows: dict[str, int] = {}
-        if self.out.exists() and not force:
-            raise InputError(f"{self.out} already exists (pass --force to replace it)")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.out)
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        _refuse_overlap(self.out, [("input", a.path) for a in self.inputs.values()] + [("source", Path(s)) for s in sources])
+        _refuse_existing(self.out, kind, force)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--out {self.out}: cannot create its parent directory ({exc.strerror})") from None
+        self._lock = _OutLock(self.out)
+        try:
+            _refuse_existing(self.out, kind, force)  # again, now that no other esi writer can change it
+            _remove_stale_temporaries(self.out)
+            self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __enter__(self) -> ArtifactWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
+        self.abort()  # after commit() only the lock is left to release
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.release()
 
     def path(self, name: str) -> Path:
         """Where to write data file `name` (inside the temporary directory)."""
@@ -194,7 +356,7 @@ class ArtifactWriter:
             else:
                 import polars as pl
 
-                info["rows"] = pl.scan_parquet(path).select(pl.len()).collect().item()
+                info["rows"] = pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()
         elif name.endswith(".npy"):
             import numpy as np
 
@@ -209,7 +371,7 @@ class ArtifactWriter:
         for name, columns in required_columns(self.kind, self.version).items():
             path = self.tmp / name
             if path.exists():
-                missing = [c for c in columns if c not in pl.read_parquet_schema(path)]
+                missing = [c for c in columns if c not in pl.scan_parquet(path, glob=False).collect_schema()]
                 if missing:
                     raise ArtifactError(f"{self.kind} artifact: {name} lacks columns {missing}")
 
@@ -237,6 +399,7 @@ class ArtifactWriter:
         validate(manifest, self.kind, self.version, where=f"writing {self.out}")
         self._check_tables()
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _refuse_existing(self.out, self.kind, self.force)  # something may have appeared there meanwhile
         if self.out.exists():
             trash = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
             os.rename(self.out, trash)
@@ -244,4 +407,5 @@ class ArtifactWriter:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(self.tmp, self.out)
+        self._lock.release()
         return self.out

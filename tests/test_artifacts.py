@@ -65,6 +65,11 @@ def test_wrong_kind_and_tampering(tmp_path):
     path = _write_dataset(tmp_path / "a")
     with pytest.raises(ArtifactError, match="expected 'features'"):
         open_artifact(path, "features")
-    (path / "rejects.parquet").write_bytes(b"tampered")
+    data = bytearray((path / "rejects.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the hash tells
+    (path / "rejects.parquet").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="sha256"):
         open_artifact(path).verify()
+    (path / "rejects.parquet").write_bytes(b"tampered")  # another size: refused on open already
+    with pytest.raises(ArtifactError, match="8 bytes, but its manifest records"):
+        open_artifact(path)
