@@ -16,7 +16,7 @@ from .artifact import write_embeddings
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    checkpoint: str | None = None  # trained model dir (`esi pretrain` output)
+    checkpoint: str | None = None  # trained model dir (`esi pretrain`/`esi export` output) or a hub id org/name
     random_init: str | None = None  # encoder size for the untrained baseline, e.g. "atto"
     signal_stats: bool = False  # the 148-d cheap handcrafted statistics baseline
     pooling: str = "stages"  # stage outputs mean-pooled: the same readout for trained and random encoders
@@ -93,24 +93,30 @@ def features_matrix(features: Artifact, dataset: Dataset) -> tuple[np.ndarray, l
 
 def check_model_fs(model_dir, dataset: Dataset) -> None:
     """A model only understands ECGs at the sampling rate it was trained at (its config.json `fs`)."""
-    import json
-
-    config_path = Path(model_dir) / "config.json"
-    if not config_path.exists():
-        raise InputError(f"{model_dir}: not an ESI model directory (no config.json)")
-    fs = json.loads(config_path.read_text()).get("fs")
-    if fs is not None and abs(float(fs) - dataset.fs) > 1e-6:
+    fs = model_fs(model_dir)
+    if fs is not None and abs(fs - dataset.fs) > 1e-6:
         raise InputError(f"{model_dir} was trained at {fs:g} Hz but {dataset.path} is at {dataset.fs:g} Hz: "
                          f"ingest the data with --fs {fs:g}")
 
 
-def encoder_matrix(config: EmbedConfig, dataset: Dataset) -> np.ndarray:
+def model_fs(model_dir) -> float | None:
+    """The sampling rate in a model folder's config.json (None when it does not say)."""
+    import json
+
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise InputError(f"{model_dir}: not an ESI model directory (no config.json)")
+    fs = json.loads(config_path.read_text()).get("fs")
+    return None if fs is None else float(fs)
+
+
+def encoder_matrix(config: EmbedConfig, dataset: Dataset, model_dir: Path | None = None) -> np.ndarray:
     from ..model import create_ecg_encoder, load_ecg_encoder
     from .encoder import encode_dataset
 
-    if config.checkpoint:
-        check_model_fs(config.checkpoint, dataset)
-        encoder = load_ecg_encoder(config.checkpoint)
+    if model_dir is not None:
+        check_model_fs(model_dir, dataset)
+        encoder = load_ecg_encoder(model_dir)
     else:
         encoder = create_ecg_encoder(config.random_init, seed=config.seed)
     return encode_dataset(encoder, dataset, pooling=config.pooling, batch_size=config.batch_size)
@@ -138,13 +144,16 @@ def embed(config: EmbedConfig, source: str | Path, out: str | Path, *, force: bo
         if config.signal_stats:
             matrix, names = signal_stats_matrix(dataset)
             parameters.pop("pooling", None), parameters.pop("batch_size", None), parameters.pop("seed", None)
+        elif config.checkpoint:
+            from ..hub import resolve_model
+
+            model = resolve_model(config.checkpoint)  # a local folder, or a hub id through the hub's cache
+            matrix, names = encoder_matrix(config, dataset, model.path), None
+            parameters.update(model.describe())
+            parameters.pop("seed", None)
         else:
             matrix, names = encoder_matrix(config, dataset), None
-            if config.checkpoint:
-                parameters["checkpoint"] = str(Path(config.checkpoint).resolve())
-                parameters.pop("seed", None)
-            else:
-                parameters["size"] = config.random_init
+            parameters["size"] = config.random_init
     source_name = parameters["source"]
     with ArtifactWriter(out, "embeddings", parameters=parameters, inputs=inputs, force=force) as writer:
         write_embeddings(writer, dataset.records["record_id"].cast(str).to_list(), matrix, source_name)

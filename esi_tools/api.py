@@ -1,0 +1,138 @@
+"""The Python API: load a model and embed or classify ECG arrays, measure arrays, open artifacts.
+
+Everything here calls the code the commands call: `Model.embed_ecg` prepares arrays as `esi ingest` stores
+records and embeds them through `esi_tools.embed.encoder.encode` (as `esi embed` does), `Model.zero_shot`
+builds class embeddings with `esi probe`'s `text_embeddings`, and `measure` is `esi features`' per-record
+path. torch and transformers are imported on first use, never by `import esi_tools`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import open_artifact
+from .errors import InputError
+from .hub import ModelSource, resolve_model
+
+BATCH = 64  # ECGs or texts per forward pass: ~0.2 GB of activations for atto at 10 s x 100 Hz
+
+__all__ = ["Model", "load_model", "measure", "open_artifact"]
+
+
+def load_model(path_or_hub_id: str | Path, *, revision: str | None = None) -> Model:
+    """A trained ESI model from a folder (`esi pretrain`, `esi export`, `esi import-release` output) or a
+    Hugging Face hub id `org/name` (downloaded once into the hub cache; HF_HUB_OFFLINE=1 reads the cache only).
+    A local folder always wins over a hub id. Weights load lazily on first use, on the CPU."""
+    return Model(source=resolve_model(path_or_hub_id, revision=revision))
+
+
+class Model:
+    """One ESI model folder: ECG and text embeddings in one space, and zero-shot class probabilities.
+
+    ECG input: one record (12, L) or a batch (N, 12, L) at any rate `fs`, in `units` "mV" or "uV", leads in
+    the standard order I, II, III, aVR, aVL, aVF, V1-V6 unless `leads` names them (absent leads are zeros).
+    """
+
+    def __init__(self, *, source: ModelSource):
+        self.source = source
+        self.path = source.path
+        config_path = self.path / "config.json"
+        if not config_path.is_file():
+            raise InputError(f"{self.path}: not an ESI model directory (no config.json)")
+        self.config = json.loads(config_path.read_text())
+        self.fs = float(self.config.get("fs", 100.0))  # the rate the model was trained at; inputs are resampled to it
+
+    def __repr__(self) -> str:
+        where = self.source.hub_id or str(self.path)
+        return f"<esi_tools.Model {where} variant={self.config.get('variant', 'esi')} fs={self.fs:g} Hz>"
+
+    @cached_property
+    def esi(self):
+        """The whole model (ECG encoder, text tower, logit scale), loaded on first text or zero-shot use."""
+        from .model import load_esi
+
+        return load_esi(self.path)
+
+    @property
+    def encoder(self):
+        """The ECG encoder: the whole model's when that is loaded, else the ECG side alone (no text tower built)."""
+        if "esi" in self.__dict__:
+            return self.esi.ecg
+        if "_encoder" not in self.__dict__:
+            from .model import load_ecg_encoder
+
+            self._encoder = load_ecg_encoder(self.path)
+        return self._encoder
+
+    def embed_ecg(self, x, fs: float, *, units: str = "mV", leads=None, pooling: str = "embedding") -> np.ndarray:
+        """(D,) for one ECG, (N, D) for a batch. `pooling`: "embedding" (L2-normalised, the space of
+        `embed_text`) or "stages" (every encoder stage mean-pooled: the readout `esi embed` uses by default)."""
+        from .embed.arrays import model_millivolts
+        from .embed.encoder import POOLINGS, encode
+
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        mv, single = model_millivolts(x, fs, target_fs=self.fs, units=units, leads=leads)
+        encoder = self.encoder
+        z = np.concatenate([encode(encoder, mv[s : s + BATCH], pooling=pooling) for s in range(0, len(mv), BATCH)])
+        return z[0] if single else z
+
+    def embed_text(self, texts: str | list[str]) -> np.ndarray:
+        """(D,) for one string, (N, D) for a list: L2-normalised, in the space of `embed_ecg`."""
+        import torch
+
+        single = isinstance(texts, str)
+        items = [texts] if single else [str(t) for t in texts]
+        if not items:
+            raise InputError("embed_text needs at least one text")
+        with torch.inference_mode():
+            z = torch.cat([self.esi.encode_text(items[s : s + BATCH]) for s in range(0, len(items), BATCH)])
+        z = z.float().numpy()
+        return z[0] if single else z
+
+    def zero_shot(self, x, fs: float, classes: dict[str, str | list[str]], *, units: str = "mV", leads=None) -> np.ndarray:
+        """Class probabilities: (C,) for one ECG, (N, C) for a batch, columns in the order of `classes`.
+
+        `classes` maps a name to its prompt, or to several prompts whose embeddings are averaged (as `esi probe
+        --zero-shot` does for grouped classes). Probabilities are the softmax over classes of the cosine
+        similarities times the model's learnt logit scale, clamped as in training (1 / temperature <= 100)."""
+        import torch
+
+        from .losses import logit_scale_value
+        from .probe.zeroshot import ClassPrompt, text_embeddings
+
+        if not classes:
+            raise InputError("zero_shot needs at least one class")
+        prompts = {name: ClassPrompt([p] if isinstance(p, str) else [str(t) for t in p], "given") for name, p in classes.items()}
+        if any(not p.texts for p in prompts.values()):
+            raise InputError("every class needs at least one prompt")
+        names = list(prompts)
+        model = self.esi  # load the whole model first, so embed_ecg reuses its ECG encoder
+        z = self.embed_ecg(x, fs, units=units, leads=leads, pooling="embedding")
+        with torch.inference_mode():
+            text = text_embeddings(model, prompts, names)
+            logits = torch.from_numpy(np.atleast_2d(z)) @ text.T * logit_scale_value(model.log_scale)
+            probs = torch.softmax(logits, dim=-1).float().numpy()
+        return probs[0] if z.ndim == 1 else probs
+
+
+def measure(x, fs: float, *, leads=None, units: str = "mV", **options):
+    """The measurements `esi features` makes, for arrays in memory: (features, beats, rejects) polars DataFrames.
+
+    x: (leads, samples) for one record or (records, leads, samples), in `units` "mV" or "uV"; `leads` names
+    the rows (default the 12 standard leads in order). `options` go to `features.records.measure_arrays`
+    (ids, valid, sex, chunk). A record that cannot be measured is a rejects row, never an error.
+    """
+    from .embed.arrays import UNITS
+    from .features.records import measure_arrays
+
+    if units not in UNITS:
+        raise InputError(f"units must be 'uV' or 'mV', not {units!r}")
+    arr = np.asarray(x, dtype=np.float32)
+    if units != "mV":
+        arr = arr * np.float32(UNITS[units] / UNITS["mV"])
+    return measure_arrays(arr, fs, leads=leads, **options)

@@ -1,0 +1,65 @@
+"""ECG arrays held in memory -> the input `esi embed` gives a model, made the way `esi ingest` makes records.
+
+A dataset record is 12 leads in the standard order, NaN runs linearly interpolated per lead, resampled to the
+dataset's rate by polyphase filtering, rounded to whole microvolts (int16); `esi embed` reads it back in mV.
+Arrays given to the Python API take the same steps, so an ECG embeds the same from a file or from memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..signal.leads import STANDARD_LEADS, standard_lead
+from ..signal.resample import resample
+
+UNITS = {"uV": 1.0, "µV": 1.0, "mV": 1000.0}  # factor to microvolts
+INT16_LIMIT = 32767  # as esi ingest stores records: +-32.8 mV
+
+
+def lead_order(leads, n_leads: int) -> list[int]:
+    """Standard-lead slot of each of the `n_leads` input rows (`leads`: names in any spelling ingest accepts)."""
+    if leads is None:
+        if n_leads != len(STANDARD_LEADS):
+            raise InputError(f"expected the 12 standard leads ({', '.join(STANDARD_LEADS)}), got {n_leads} rows: "
+                             "pass leads=[names] for another set or order")
+        return list(range(len(STANDARD_LEADS)))
+    names = [str(n) for n in leads]
+    if len(names) != n_leads:
+        raise InputError(f"{len(names)} lead names for {n_leads} leads")
+    std = [standard_lead(n) for n in names]
+    if None in std or len(set(std)) != len(std):
+        raise InputError(f"lead names must be distinct standard leads ({', '.join(STANDARD_LEADS)}): {names}")
+    return [STANDARD_LEADS.index(s) for s in std]
+
+
+def _interpolate_nan(uv: np.ndarray) -> np.ndarray:
+    """Per lead, NaN samples linearly interpolated from the finite ones (an all-NaN lead becomes absent: 0)."""
+    missing = ~np.isfinite(uv)
+    for idx in zip(*np.nonzero(missing.any(axis=-1)), strict=True):
+        good = np.flatnonzero(~missing[idx])
+        uv[idx] = np.interp(np.arange(uv.shape[-1]), good, uv[idx][good]) if good.size else 0.0
+    return uv
+
+
+def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads=None) -> tuple[np.ndarray, bool]:
+    """(12, L) or (N, 12, L) in `units` at `fs` -> ((N, 12, L') float32 mV at `target_fs`, whether one ECG was given).
+
+    Leads not given (when `leads` names fewer than 12) are zeros, as `esi ingest` stores absent leads.
+    """
+    if units not in UNITS:
+        raise InputError(f"units must be 'uV' or 'mV', not {units!r}")
+    arr = np.asarray(x, dtype=np.float64)
+    single = arr.ndim == 2
+    if single:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[-1] < 2:
+        raise InputError(f"expected an ECG (leads, samples) or a batch (records, leads, samples), got shape {np.shape(x)}")
+    if not np.isfinite(fs) or fs <= 0:
+        raise InputError(f"sampling rate must be positive, got {fs}")
+    order = lead_order(leads, arr.shape[1])
+    uv = _interpolate_nan(arr * UNITS[units])
+    uv = resample(uv, float(fs), float(target_fs))
+    out = np.zeros((uv.shape[0], len(STANDARD_LEADS), uv.shape[-1]), np.float32)
+    out[:, order] = np.clip(np.rint(uv), -INT16_LIMIT, INT16_LIMIT)
+    return out * np.float32(1e-3), single

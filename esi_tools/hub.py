@@ -1,0 +1,52 @@
+"""Where a model lives: a local folder, or a Hugging Face hub id (`org/name`) fetched into the hub's own cache.
+
+A local path always wins over a hub id of the same spelling. Hub models go through `huggingface_hub`'s
+`snapshot_download`, so its cache (HF_HOME / HF_HUB_CACHE), HF_HUB_OFFLINE=1 and HF_ENDPOINT apply unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")  # org/name as the hub spells repo ids
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model folder, and the hub id and commit it came from (None for a local folder)."""
+
+    path: Path
+    hub_id: str | None = None
+    revision: str | None = None
+
+    def describe(self) -> dict:
+        """What an artifact records about the model it used."""
+        if self.hub_id is None:
+            return {"checkpoint": str(self.path.resolve())}
+        return {"checkpoint": self.hub_id, "checkpoint_revision": self.revision}
+
+
+def resolve_model(path_or_hub_id: str | Path, *, revision: str | None = None) -> ModelSource:
+    """The model folder for a local path or a hub id; one clear InputError when neither gives one."""
+    text = str(path_or_hub_id)
+    local = Path(text).expanduser()
+    if local.exists():
+        return ModelSource(local)
+    if not HUB_ID.fullmatch(text):
+        raise InputError(f"{text}: no such model directory (nor a Hugging Face hub id of the form org/name)")
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(text, revision=revision))
+    except LocalEntryNotFoundError as exc:
+        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+        raise InputError(f"{text}: no such local model directory, and the Hugging Face hub model is not in the cache "
+                         f"{constants.HF_HUB_CACHE}{offline} and could not be downloaded: {str(exc).splitlines()[0]}") from None
+    except HfHubHTTPError as exc:
+        raise InputError(f"{text}: Hugging Face hub refused the download: {str(exc).splitlines()[0]}") from None
+    return ModelSource(folder, hub_id=text, revision=folder.name)
