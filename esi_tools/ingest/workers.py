@@ -15,8 +15,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from .records import Loaded, Task, load_task
-
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCHDOG_SECONDS = 0.5  # how often a worker checks that its parent is alive
 
@@ -40,8 +38,11 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def load_batch(tasks: list[Task]) -> list[list[Loaded]]:
-    """Pool job: several tasks at once (fewer round trips for short records)."""
+def load_batch(tasks: list) -> list[list]:
+    """Pool job: several tasks (records.Task) at once, fewer round trips for short records; records.Loaded out."""
+    # imported here, not at the top, so that a new worker runs die_with_parent before numpy loads
+    from .records import load_task
+
     return [load_task(task) for task in tasks]
 
 
