@@ -185,7 +185,8 @@ def test_bad_records_give_flags_not_exceptions(ptbxl_dataset):
     valid[list(cases).index("few_beats")] = int(1.5 * ds.fs)
     x[list(cases).index("few_beats"), :, valid[list(cases).index("few_beats")]:] = 0
     mask = np.ones((len(cases), 12), bool)
-    rows, _ = analyse_chunk(x, mask, ds.fs, valid)
+    rows, _, errors = analyse_chunk(x, mask, ds.fs, valid)
+    assert errors == [None] * len(cases)
     got = dict(zip(cases, rows))
     assert got["good"]["usable"] and 40 < got["good"]["hr_mean_bpm"] < 120
     for name in ("flat", "saturated", "noisy", "few_beats"):
