@@ -12,8 +12,8 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import MANIFEST, Artifact, ArtifactWriter, sha256_file
 from ..console import log
-from ..dataset import Dataset
-from .collect import collect
+from ..dataset import Dataset, unique_ids
+from .collect import collect, member
 from .figures import histograms, twelve_lead
 from .render import Page, to_html, to_markdown
 
@@ -42,7 +42,7 @@ def provenance(page: Page, arts: list[Artifact], run_dir: Path) -> None:
         for inp in art.manifest["inputs"]:
             path = Path(inp["path"])
             manifest = path / MANIFEST
-            ok = manifest.exists() and sha256_file(manifest) == inp["manifest_sha256"]
+            ok = manifest.is_file() and sha256_file(manifest) == inp["manifest_sha256"]  # no FIFO, no dir
             inputs.append(f"{inp['role']}={_rel(path, run_dir)} [{inp['manifest_sha256'][:8]}{'' if ok else ' CHANGED'}]")
         rows.append([art.kind, _rel(art.path, run_dir), art.manifest["created_at"], art.digest[:16],
                      "; ".join(inputs) or "–"])
@@ -83,16 +83,20 @@ def examples_section(page: Page, by_kind: dict[str, list[Artifact]], run_dir: Pa
               + " ".join(_ref(a, run_dir) for a in sources))
     hits = retrieval.table("hits.parquet") if retrieval else None
     passages = retrieval.table("passages.parquet") if retrieval else None
-    caption_rows = {r["record_id"]: r for r in captions.table("captions.parquet").iter_rows(named=True)} if captions else {}
+    caption_rows = {r["record_id"]: r for r in unique_ids(captions.table("captions.parquet"), "captions.parquet")
+                    .iter_rows(named=True)} if captions else {}
     feature_rows = {}
     if features is not None:
-        feature_rows = {r["record_id"]: r for r in features.table("features.parquet").iter_rows(named=True)}
+        feature_rows = {r["record_id"]: r for r in unique_ids(features.table("features.parquet"), "features.parquet")
+                        .iter_rows(named=True)}
     for i in chosen:
         row = data.records.row(i, named=True)
         rid = row["record_id"]
         page.heading(f"Record {rid}", 3)
         who = f"{row.get('age') or '?'} y, {row.get('sex') or '?'}; labels: {', '.join(row['labels']) or '–'}"
-        page.image(f"ecg_{rid}.png", twelve_lead(data.millivolts(i), data.fs, f"record {rid}: {who}"), f"Record {rid}")
+        png, paper = twelve_lead(data.millivolts(i), data.fs, f"record {rid}: {who}")
+        page.image(f"ecg_{rid}.png", png, f"Record {rid} (25 mm/s, 10 mm/mV; real size when printed or shown at "
+                   f"{paper.width_mm:.0f} mm)", width_mm=paper.width_mm)
         if rid in feature_rows:
             f = feature_rows[rid]
             page.text("Findings: " + (", ".join(f.get("findings") or []) or "none") + ". " + "; ".join(
@@ -136,8 +140,9 @@ def model_section(page: Page, art: Artifact, run_dir: Path) -> None:
     shown = {k: v for k, v in art.summary.items() if not isinstance(v, (dict, list))}
     page.text(_ref(art, run_dir))
     page.table(["quantity", "value"], [[k, v] for k, v in shown.items()])
-    if art.has("train_curves.png"):
-        page.image("train_curves.png", art.file("train_curves.png").read_bytes(), "Training curves")
+    curves = member(art, "train_curves.png") if art.has("train_curves.png") else None
+    if curves is not None:
+        page.image("train_curves.png", curves.read_bytes(), "Training curves")
 
 
 def embeddings_section(page: Page, arts: list[Artifact], run_dir: Path) -> None:
@@ -152,22 +157,25 @@ def evaluation_section(page: Page, art: Artifact, run_dir: Path, title: str) -> 
     page.heading(title)
     page.text(_ref(art, run_dir) + ". Parameters: " + ", ".join(
         f"{k}={v}" for k, v in art.parameters.items() if not isinstance(v, (dict, list)) and v not in (None, "")))
-    for name in sorted(art.manifest["files"]):
-        if name.endswith(".md"):
-            page.markdown_table(art.file(name).read_text())
-    for name in sorted(art.manifest["files"]):
-        if name.endswith(".png"):
-            page.image(f"{art.path.name}_{name}", art.file(name).read_bytes(), f"{title}: {name}")
+    files = {name: member(art, name) for name in sorted(art.manifest["files"])}  # None: not inside the artifact
+    for name, path in files.items():
+        if name.endswith(".md") and path is not None:
+            page.markdown_table(path.read_text(errors="replace"))
+    for name, path in files.items():
+        if name.endswith(".png") and path is not None:
+            page.image(f"{art.path.name}_{name}", path.read_bytes(), f"{title}: {name}")
 
 
 def build_report(run_dir: Path, out: Path, *, force: bool = False) -> Path:
-    arts = collect(run_dir)
+    arts, skipped = collect(run_dir)
     by_kind: dict[str, list[Artifact]] = {}
     for art in arts:
         by_kind.setdefault(art.kind, []).append(art)
     page = Page(f"esi-tools report: {run_dir.resolve().name}")
     page.text(f"Run directory {run_dir.resolve()}; {len(arts)} artifacts; esi-tools {__version__}.")
     provenance(page, arts, run_dir)
+    if skipped:
+        page.table(["skipped directory", "reason"], [[_rel(Path(path), run_dir), why] for path, why in skipped])
     if "dataset" in by_kind:
         dataset_section(page, by_kind["dataset"][0], run_dir)
         examples_section(page, by_kind, run_dir)
@@ -189,7 +197,7 @@ def build_report(run_dir: Path, out: Path, *, force: bool = False) -> Path:
         w.path("report.md").write_text(to_markdown(page))
         for name, png in page.images.items():
             w.path(name).write_bytes(png)
-        w.summary.update(artifacts=len(arts), kinds=sorted(by_kind), images=len(page.images))
+        w.summary.update(artifacts=len(arts), kinds=sorted(by_kind), images=len(page.images), skipped=len(skipped))
         path = w.commit()
     log(f"report of {len(arts)} artifacts -> {path / 'report.html'}")
     return path

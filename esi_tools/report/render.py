@@ -1,10 +1,14 @@
-"""Blocks (headings, text, tables, images) rendered twice: a self-contained HTML page and Markdown."""
+"""Blocks (headings, text, tables, images) rendered twice: a self-contained HTML page and Markdown, each
+opening with a table of contents of its section headings."""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
+
+UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -29,9 +33,29 @@ class Page:
             split = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
             self.blocks.append(("table", split[0], split[2:]))
 
-    def image(self, name: str, png: bytes, caption: str) -> None:
-        self.images[name] = png
-        self.blocks.append(("img", name, caption))
+    def image(self, name: str, png: bytes, caption: str, width_mm: float | None = None) -> str:
+        """Add a figure; its file name is made safe (record ids like `data/1` hold slashes) and unique.
+        `width_mm` shows it at that physical width (ECG paper at real size). Returns the file name used."""
+        stem, dot, ext = UNSAFE_NAME.sub("_", name).strip("._").rpartition(".")
+        stem, ext = (stem, ext) if dot else (ext, "png")
+        safe, n = f"{stem or 'figure'}.{ext}", 1
+        while safe in self.images:
+            n += 1
+            safe = f"{stem}-{n}.{ext}"
+        self.images[safe] = png
+        self.blocks.append(("img", safe, caption, width_mm))
+        return safe
+
+    def contents(self) -> list[tuple[int, str, str]]:
+        """(level, text, anchor) of every heading, anchors unique within the page."""
+        seen: dict[str, int] = {}
+        out = []
+        for block in self.blocks:
+            if block[0] == "h":
+                slug = UNSAFE_NAME.sub("-", block[2].lower()).strip("-") or "section"
+                seen[slug] = seen.get(slug, 0) + 1
+                out.append((block[1], block[2], slug if seen[slug] == 1 else f"{slug}-{seen[slug]}"))
+        return out
 
 
 def _cell(value) -> str:
@@ -48,6 +72,8 @@ color:#222;line-height:1.45}h1{border-bottom:2px solid #4472c4}h2{margin-top:2em
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:0.3em 0.6em;
 text-align:left;vertical-align:top}th{background:#f0f4fa}figure{margin:1em 0}img{max-width:100%}
 figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5;padding:0 0.2em}
+nav.toc{background:#f7f9fc;border:1px solid #dde3ee;padding:0.5em 1.2em;margin:1em 0}nav.toc ul{margin:0.2em 0;
+padding-left:1.2em}nav.toc li.h3{font-size:0.9em}figure.paper img{max-width:none}figure.paper{overflow-x:auto}
 """
 
 
@@ -55,9 +81,12 @@ def to_html(page: Page) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            f"<title>{html.escape(page.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
            f"<h1>{html.escape(page.title)}</h1>"]
+    contents = iter(page.contents())
+    out.append(_toc_html(page))
     for block in page.blocks:
         if block[0] == "h":
-            out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+            anchor = next(contents)[2]
+            out.append(f'<h{block[1]} id="{anchor}">{html.escape(block[2])}</h{block[1]}>')
         elif block[0] == "p":
             out.append(f"<p>{html.escape(block[1])}</p>")
         elif block[0] == "table":
@@ -66,14 +95,25 @@ def to_html(page: Page) -> str:
             out.append("</tbody></table>")
         elif block[0] == "img":
             data = base64.b64encode(page.images[block[1]]).decode("ascii")
-            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
+            width = block[3]
+            attrs = ' class="paper"' if width else ""
+            style = f' style="width:{width:.1f}mm"' if width else ""
+            out.append(f'<figure{attrs}><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}"{style}>'
                        f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
+def _toc_html(page: Page) -> str:
+    items = [f'<li class="h{level}"><a href="#{anchor}">{html.escape(text)}</a></li>'
+             for level, text, anchor in page.contents() if level <= 3]
+    return '<nav class="toc"><strong>Contents</strong><ul>' + "".join(items) + "</ul></nav>"
+
+
 def to_markdown(page: Page) -> str:
-    out = [f"# {page.title}", ""]
+    out = [f"# {page.title}", "", "Contents:", ""]
+    out += [f"{'  ' * (level - 2)}- [{text}](#{anchor})" for level, text, anchor in page.contents() if level <= 3]
+    out.append("")
     for block in page.blocks:
         if block[0] == "h":
             out += ["#" * block[1] + " " + block[2], ""]
