@@ -22,7 +22,8 @@ def import_release(
     force: bool = ForceOption,
 ) -> None:
     """Verify every key and shape, then write config.json (variant esi-release), encoder.safetensors and the text tower."""
-    from esi_tools.model.release_import import checkpoint_file, import_release as run
+    from esi_tools.model.release_import import checkpoint_file
+    from esi_tools.model.release_import import import_release as run
 
     source = checkpoint_file(checkpoint)
     target = out or default_out("model", source.resolve(), source.stat().st_size, tokenizer, ecg_only)

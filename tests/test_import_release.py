@@ -242,10 +242,12 @@ def test_import_embed_probe_identify_chain(imported, ptbxl500, tmp_path):
 def test_pickled_bin_with_both_text_names_and_ecg_only(release_ckpt, tiny_bert, tmp_path):
     sd = dict(release_ckpt[1])
     sd.update({"unimodal_layers." + k[len("pretrained_text_encoder."):]: v for k, v in sd.items() if k.startswith("pretrained_text_encoder.")})
+    sd["pretrained_text_encoder.embeddings.position_ids"] = torch.arange(512)[None]  # saved by transformers < 4.31
     torch.save(sd, tmp_path / "pytorch_model.bin")
     result = run_esi("import-release", tmp_path, "--tokenizer", tiny_bert[0], "--out", tmp_path / "m")
     assert result.exit_code == 0, result.stderr
-    assert open_artifact(tmp_path / "m", "model").summary["ignored_keys"]["unimodal_layers"] > 30
+    ignored = open_artifact(tmp_path / "m", "model").summary["ignored_keys"]
+    assert ignored["unimodal_layers"] == len(tiny_bert[1].state_dict()) and ignored["position_ids"] == 1
     result = run_esi("import-release", release_ckpt[0], "--ecg-only", "--out", tmp_path / "ecg")
     assert result.exit_code == 0, result.stderr
     art = open_artifact(tmp_path / "ecg", "model")
@@ -294,9 +296,11 @@ def test_pickled_objects_are_refused_and_tokenizer_errors_are_clear(release_ckpt
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"img_encoder.x": _Payload()}, f)
     torch.save({"weights": _Payload()}, tmp_path / "obj.pt")
-    for name in ("evil.pt", "obj.pt"):
+    (tmp_path / "junk.bin").write_bytes(b"garbage, not a zip nor a pickle")
+    for name, message in (("evil.pt", "not a PyTorch checkpoint of plain tensors"), ("junk.bin", "not a PyTorch checkpoint"),
+                          ("obj.pt", "holds objects other than tensors; refused")):
         result = run_esi("import-release", tmp_path / name, "--out", tmp_path / "out")
-        assert result.exit_code == 2 and ("refused" in result.stderr or "not a PyTorch checkpoint" in result.stderr), result.stderr
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "out").exists()
     result = run_esi("import-release", release_ckpt[0], "--tokenizer", tmp_path / "nowhere", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "--ecg-only" in result.stderr and not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ with one line naming the missing/unexpected keys or the first shape mismatch.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -59,9 +60,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise InputError(f"{path}: not a safetensors checkpoint ({type(exc).__name__}: {exc})") from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise InputError(f"{path}: holds objects other than tensors; refused (loading it would run pickled code)") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the outcome is reported below
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "allowed global" in str(exc):
+                raise InputError(f"{path}: holds objects other than tensors; refused (loading it would run pickled code)") from None
+            raise InputError(f"{path}: not a PyTorch checkpoint of plain tensors (unreadable without unpickling code)") from None
         except Exception as exc:
             raise InputError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
     for wrapper in ("state_dict", "model", "module"):  # training scripts sometimes nest the weights one level down
