@@ -7,7 +7,10 @@ sensitivity, PPV and mean +- SD of the error (ms) for ours (multi-lead fiducials
 records resampled to 100 Hz) and NeuroKit2 `ecg_delineate` dwt and prominence on lead II (500 Hz).
 Our delineation constants were tuned on LUDB records 1-100; records 101-200 are shown apart as held out.
 
-    python bench/bench_features.py [--data ../shared/data] [--nk-records 100]
+Long records: 180 LUDB records as 10-s records and joined into one 30-minute record (12 leads 500 Hz, and
+2 leads 360 Hz), through the `esi` CLI: lead-seconds/s and peak memory (PSS of the process tree).
+
+    python bench/bench_features.py [--data ../shared/data] [--nk-records 100] [--long-only]
 
 Prints Markdown tables (stdout); temporary dataset artifacts go to a temp dir.
 """
@@ -117,11 +120,64 @@ def accuracy_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def long_records(data: Path, tmp: Path, workers: int = 1) -> str:
+    """Markdown: `esi features` on 10-s records vs the same signal as one 30-minute record (LUDB records joined).
+
+    12 leads at 500 Hz and 2 leads (II, V5 named MLII, V5 as Holter databases do) at 360 Hz; the 30-minute
+    records are ingested with the ordinary `esi ingest wfdb --seconds 1800`. Lead-seconds per second of wall
+    time and of CPU time (the CPU figure holds on a shared machine), and the peak PSS of the process tree.
+    """
+    import resource
+    import subprocess
+
+    import wfdb
+    from _common import ESI, peak_rss_mb
+
+    names = sorted((data / "ludb" / "data").glob("*.hea"), key=lambda p: int(p.stem))[:180]  # 180 x 10 s = 30 min
+    signals = [wfdb.rdrecord(str(p.with_suffix(""))) for p in names]
+    fs, leads = signals[0].fs, list(signals[0].sig_name)
+    two = [leads.index("ii"), leads.index("v5")]
+    sets = {}
+    for label, cols, sig_names, out_fs in (("12 leads, 500 Hz", slice(None), leads, 500), ("2 leads, 360 Hz", two, ["MLII", "V5"], 360)):
+        short, long = tmp / f"short{len(sig_names)}", tmp / f"long{len(sig_names)}"
+        short.mkdir(), long.mkdir()
+        for i, rec in enumerate(signals):
+            wfdb.wrsamp(f"r{i}", fs=fs, units=["mV"] * len(sig_names), sig_name=sig_names, p_signal=rec.p_signal[:, cols],
+                        fmt=["16"] * len(sig_names), write_dir=str(short))
+        joined = np.concatenate([rec.p_signal[:, cols] for rec in signals])
+        wfdb.wrsamp("joined", fs=fs, units=["mV"] * len(sig_names), sig_name=sig_names, p_signal=joined,
+                    fmt=["16"] * len(sig_names), write_dir=str(long))
+        for kind, src, seconds in (("180 records x 10 s", short, 10), ("1 record x 30 min", long, 1800)):
+            ds = tmp / f"ds-{src.name}"
+            subprocess.run([ESI, "--quiet", "ingest", "wfdb", str(src), "--fs", str(out_fs), "--seconds", str(seconds),
+                            "--out", str(ds)], check=True, stdout=subprocess.DEVNULL)
+            sets[(label, kind)] = (ds, len(sig_names))
+    lines = ["| signal | records | wall s | lead-s/s (wall) | lead-s/CPU-s | peak PSS MB | usable | beats |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (label, kind), (ds, n_leads) in sets.items():
+        out = tmp / f"f-{ds.name}"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall, mb = peak_rss_mb([ESI, "--quiet", "features", str(ds), "--out", str(out), "--workers", str(workers)])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        summary = __import__("json").loads((out / "manifest.json").read_text())["summary"]
+        lead_s = n_leads * 1800
+        lines.append(f"| {label} | {kind} | {wall:.1f} | {lead_s / wall:.0f} | {lead_s / cpu:.0f} | {mb:.0f} | "
+                     f"{summary['usable']}/{summary['records']} | {summary['beats']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
     ap.add_argument("--nk-records", type=int, default=100, help="records timed for NeuroKit2 ecg_process")
+    ap.add_argument("--long-only", action="store_true", help="only the 10-s vs 30-minute records comparison")
     args = ap.parse_args()
+    if args.long_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("## Long records: 10-s records vs one 30-minute record (same signal), `esi features --workers 1`\n")
+            print(long_records(args.data, Path(tmp)))
+        return
     warnings.simplefilter("ignore")
     from esi_tools.ingest.run import IngestConfig, ingest
 
@@ -187,6 +243,9 @@ def main() -> None:
             print(f"| {code} | {text} | {rate(code, test)} |")
         usable = np.mean([r["usable"] for r in rows_ptb])
         print(f"\nusable: {usable:.3f} of {len(rows_ptb)} PTB-XL records")
+
+        print("\n## Long records: 10-s records vs one 30-minute record (same signal), `esi features --workers 1`\n")
+        print(long_records(args.data, tmp))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,4 @@ SEGMENT_S = 20.0  #
 # memory is bounded by the chunk (chunk x 24 s x 12 leads), not by the record length
 SEGMENT_MARGIN_S = 2.0  # each segment reads 2 s more on both sides: beats near its edges keep their whole
 # window (0.45 s before R, 0.7 s after) and the 0.5-Hz high-pass has settled (zero-phase transient < 1 s)
+CHUNK_UNIT_S = 10.0  # --chunk counts records of up to 10 s; a chunk of 24-s segments holds chunk x 10 s of signal

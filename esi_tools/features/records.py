@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..signal.leads import STANDARD_LEADS, standard_lead
+from . import params as P
 from .chunk import analyse_chunk, failed_row, failure, join_beats
 from .segments import Piece, combine, piece_length, plan
 
@@ -66,7 +67,9 @@ def measure_records(source, mask: np.ndarray, valid: np.ndarray, fs: float, leng
     """
     pieces = plan(valid, length, fs)
     lp = piece_length(length, fs)
-    batches = [pieces[s:s + chunk] for s in range(0, len(pieces), chunk)]
+    # `chunk` counts 10-s records: a chunk of longer pieces holds as many samples, so memory stays the same
+    per_chunk = chunk if lp <= P.CHUNK_UNIT_S * fs else max(1, int(chunk * P.CHUNK_UNIT_S * fs / lp))
+    batches = [pieces[s:s + per_chunk] for s in range(0, len(pieces), per_chunk)]
     jobs = [(source, b, mask[[p.record for p in b]], fs, scale, lp) for b in batches]
     done: list[tuple[Piece, dict, dict, str | None]] = []
     for batch, results in zip(batches, _run(jobs, workers)):
