@@ -1,10 +1,9 @@
 """esi embed on real records: baselines (signal statistics, random-init encoder, features) and a trained checkpoint,
-plus fine-tuning and zero-shot through esi probe with a tiny model trained here for one step."""
+plus fine-tuning and zero-shot through esi probe with a tiny model trained for one step (conftest)."""
 
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -12,41 +11,11 @@ from conftest import run_esi
 
 from esi_tools.artifacts import open_artifact
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    """The first 160 real PTB-XL records (folds 1-10 all present) at 100 Hz."""
-    from conftest import PTBXL
-
-    from esi_tools.ingest.run import IngestConfig, ingest
-
-    return ingest(IngestConfig(kind="ptbxl", fs=100, workers=1, limit=160), PTBXL, tmp_path_factory.mktemp("small") / "ds")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(small_dataset, tmp_path_factory):
-    """A real `esi pretrain` run of one step: atto ECG side, 2-layer 64-wide BERT with a PTB-XL word vocabulary."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    from esi_tools.knowledge import load_passages
-
-    root = tmp_path_factory.mktemp("tiny_model")
-    words = sorted({w for p in load_passages() for w in re.findall(r"\w+|[^\w\s]", (p["title"] + " " + p["text"]).lower())})
-    vocab = {w: i for i, w in enumerate(SPECIALS + words)}
-    BertTokenizer(vocab=vocab).save_pretrained(root / "text")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=128, max_position_embeddings=128)).save_pretrained(root / "text")
-    arch = {"ecg": {"size": "atto", "n_caption_tokens": 8}, "text_model": str(root / "text"), "text_pooling": "mean",
-            "decoder_width": 64, "decoder_heads": 2, "decoder_layers": 1, "max_text_tokens": 64}
-    (root / "arch.json").write_text(json.dumps(arch))
-    result = run_esi("pretrain", small_dataset, "--model", root / "arch.json", "--text-model", root / "text", "--max-steps", "1",
-                     "--batch-size", "4", "--crop-seconds", "2.5", "--workers", "0", "--out", root / "model")
-    assert result.exit_code == 0, result.stderr
-    return root / "model"
+def small_dataset(ptbxl_small):
+    """The first 160 real PTB-XL records at 100 Hz (conftest); `tiny_model` is trained on them."""
+    return ptbxl_small
 
 
 def test_signal_stats_embedding(small_dataset, tmp_path):
