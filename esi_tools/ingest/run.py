@@ -14,6 +14,7 @@ from ..artifacts import ArtifactWriter
 from ..console import log, progress
 from ..errors import InputError, RecordError, UsageError
 from ..signal.leads import STANDARD_LEADS, parse_lead_map
+from .paths import inside
 from .records import Loaded, ReadOptions, Task, window_count
 from .sources import RecordSpec, list_headers, list_mimic, list_ptbxl
 from .wfdb_reader import MAX_FS, MIN_FS, read_header
@@ -100,7 +101,7 @@ class RowSink:
         import polars as pl
 
         self._flush()
-        pl.concat([pl.scan_parquet(p) for p in self._parts]).sink_parquet(self.path)
+        pl.concat([pl.scan_parquet(p, glob=False) for p in self._parts]).sink_parquet(self.path)
         for part in self._parts:
             part.unlink()
 
@@ -184,14 +185,14 @@ def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -
     parameters = {**asdict(config), "source": config.kind, "records": records if config.kind == "ptbxl" else None,
                   "src": str(src)}
     parameters.pop("kind")
-    with ArtifactWriter(out, "dataset", parameters=parameters, force=force) as writer:
+    with ArtifactWriter(out, "dataset", parameters=parameters, sources=[src], force=force) as writer:
         sink = _Sink(writer, config)
         with NpyAppender(writer.path("waveforms.npy"), 10**12, (len(STANDARD_LEADS), opts.length), np.int16) as waves:
             with progress(f"ingest {config.kind}", total) as bar:
                 for item in _read_all(_tasks(items, opts), workers, opts.stride is not None):
-                    if isinstance(item, Task):
+                    if not isinstance(item, Loaded):  # a recording done (its Task) or rejected by the listing
                         bar.advance()
-                    elif sink.add(item):
+                    if not isinstance(item, Task) and sink.add(item):
                         waves.append(item.array)
         sink.close()
         evidence = layout or sink.evidence
@@ -247,7 +248,7 @@ class _Sink:
 def _count_patients(records: Path) -> int:
     import polars as pl
 
-    return pl.scan_parquet(records).select(pl.col("patient_id").drop_nulls().n_unique()).collect().item()
+    return pl.scan_parquet(records, glob=False).select(pl.col("patient_id").drop_nulls().n_unique()).collect().item()
 
 
 def _tasks(items, opts: ReadOptions) -> Iterator[Task | tuple[str, str]]:
@@ -259,7 +260,7 @@ def _tasks(items, opts: ReadOptions) -> Iterator[Task | tuple[str, str]]:
             yield Task(item, opts)
         else:
             try:
-                hdr = read_header(item.header)
+                hdr = read_header(inside(opts.root, item.header, what="header file"))
                 if hdr.n_samples is None:
                     yield Task(item, opts)
                     continue
@@ -335,5 +336,5 @@ def _write_tables(writer: ArtifactWriter, rejects: list[dict], config: IngestCon
     writer.write_table("rejects.parquet", pl.DataFrame(
         rejects, schema={"path": pl.String, "record_id": pl.String, "reason": pl.String}, orient="row"))
     if config.kind == "ptbxl" and (src / "scp_statements.csv").is_file():
-        statements = pl.read_csv(src / "scp_statements.csv", infer_schema=False).rename({"": "code"}, strict=False)
+        statements = pl.read_csv(src / "scp_statements.csv", infer_schema=False, glob=False).rename({"": "code"}, strict=False)
         writer.write_table("statements.parquet", statements)

@@ -62,12 +62,12 @@ def _table(path: Path, what: str, columns: list[str]):
     if not path.is_file():
         raise InputError(f"{path}: {what} not found (or not a regular file)")
     try:
-        table = pl.read_csv(path, infer_schema=False)
+        table = pl.read_csv(path, infer_schema=False, glob=False)
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{path}: unreadable {what} ({str(exc).splitlines()[0][:200]})") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise InputError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
+        raise InputError(f"{path}: lacks column(s) {', '.join(missing)}")
     return table
 
 
