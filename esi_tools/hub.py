@@ -44,9 +44,11 @@ def resolve_model(path_or_hub_id: str | Path, *, revision: str | None = None) ->
     try:
         folder = Path(snapshot_download(text, revision=revision))
     except LocalEntryNotFoundError as exc:
-        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-        raise InputError(f"{text}: no such local model directory, and the Hugging Face hub model is not in the cache "
-                         f"{constants.HF_HUB_CACHE}{offline} and could not be downloaded: {str(exc).splitlines()[0]}") from None
+        if constants.HF_HUB_OFFLINE:
+            raise InputError(f"{text}: no such local model directory, and with HF_HUB_OFFLINE=1 the Hugging Face hub "
+                             f"model must already be in the cache {constants.HF_HUB_CACHE}, which lacks it") from None
+        raise InputError(f"{text}: no such local model directory, and the Hugging Face hub model is neither in the cache "
+                         f"{constants.HF_HUB_CACHE} nor downloadable: {str(exc).splitlines()[0]}") from None
     except HfHubHTTPError as exc:
         raise InputError(f"{text}: Hugging Face hub refused the download: {str(exc).splitlines()[0]}") from None
     return ModelSource(folder, hub_id=text, revision=folder.name)
