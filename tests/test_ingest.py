@@ -29,6 +29,9 @@ def test_ptbxl_100hz_matches_metadata_and_signal(ptbxl_dataset):
     meta = pl.read_csv(PTBXL / "ptbxl_database.csv", infer_schema_length=0)
     rows = ds.records
     assert rows.height == 1987 and ds.artifact.summary["rejects"] == 0
+    assert (rows["parent_record_id"] == rows["record_id"]).all() and (rows["start_s"] == 0).all()
+    assert not rows["cut"].any() and not rows["padded"].any() and (rows["coverage"] == 1).all()
+    assert rows["unknown_leads"].list.len().sum() == 0 and not ds.artifact.summary["credentialed"]
     rng = np.random.default_rng(0)
     for i in rng.choice(len(ds), 8, replace=False):
         row = rows.row(int(i), named=True)
@@ -201,9 +204,10 @@ def test_two_lead_record_kept_with_mask(tmp_path):
     """A Holter-style record with only MLII and V1 (cut from a real one) is kept, zero-filled and masked."""
     rec = wfdb.rdrecord(str(PTBXL / "records100/00000/00010_lr"))
     two = rec.p_signal[:, [1, 6]]
+    (tmp_path / "src").mkdir()
     wfdb.wrsamp("holter", fs=100, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=two, fmt=["16", "16"],
-                write_dir=str(tmp_path))
-    result = run_esi("-q", "ingest", "wfdb", tmp_path, "--out", tmp_path / "ds")
+                write_dir=str(tmp_path / "src"))
+    result = run_esi("-q", "ingest", "wfdb", tmp_path / "src", "--out", tmp_path / "ds")
     assert result.exit_code == 0, result.output
     ds = Dataset.open(tmp_path / "ds")
     assert ds.lead_mask[0].tolist() == [lead in ("II", "V1") for lead in STANDARD_LEADS]
