@@ -17,8 +17,8 @@ def features(
     dataset: str = typer.Argument(..., help="Dataset artifact directory ('-' reads the path from stdin)."),
     out: Path = OutOption,
     limit: int = typer.Option(None, "--limit", help="Only the first N records (smoke runs)."),
-    chunk: int = typer.Option(32, "--chunk", min=1, help="Records per vectorised batch; records longer than 24 s "
-                              "are measured in 20-s segments, chunk x 10 s of signal per batch (bounds memory)."),
+    chunk: int = typer.Option(32, "--chunk", min=1, help="Records per vectorised batch; records longer than 34 s "
+                              "are measured in 30-s segments, chunk x 10 s of signal per batch (bounds memory)."),
     workers: int = WorkersOption,
     force: bool = ForceOption,
 ) -> None:

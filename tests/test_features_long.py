@@ -19,7 +19,7 @@ from esi_tools.features import params as P
 from esi_tools.features.records import measure_arrays, measure_records
 from esi_tools.features.segments import piece_length, plan
 
-REPEATS = 12  # 2 minutes: long enough for 6 segments, short enough for a test
+REPEATS = 12  # 2 minutes: long enough for 4 segments, short enough for a test
 
 
 def _joined(repeats: int) -> tuple[np.ndarray, list[str], float]:
@@ -94,7 +94,7 @@ def test_segments_agree_with_analysing_the_record_whole(monkeypatch):
 
 def test_pieces_tile_every_record():
     fs, length = 360.0, int(1800 * 360)
-    valid = np.array([length, int(10 * fs), int(24 * fs) + 1, int(61.3 * fs)])
+    valid = np.array([length, int(10 * fs), int(34 * fs) + 1, int(61.3 * fs)])
     pieces = plan(valid, length, fs)
     lp = piece_length(length, fs)
     for i, v in enumerate(valid):
@@ -103,7 +103,7 @@ def test_pieces_tile_every_record():
         assert all(a.core[1] == b.core[0] for a, b in zip(mine, mine[1:]))  # no gap, no overlap
         assert all(p.n <= lp and 0 <= p.start and p.start + p.n <= v for p in mine)
         assert all(p.core[0] >= p.start and p.core[1] <= p.start + p.n for p in mine)
-    assert len([p for p in pieces if p.record == 0]) == 90  # 30 minutes in 20-s segments
+    assert len([p for p in pieces if p.record == 0]) == 60  # 30 minutes in 30-s segments
 
 
 def test_memory_is_bounded_by_the_chunk_not_the_record(tmp_path):
@@ -116,7 +116,7 @@ def test_memory_is_bounded_by_the_chunk_not_the_record(tmp_path):
     waves.flush()
     del waves
     peaks = {}
-    for minutes in (3, 10):  # 9 and 30 segments: full chunks of 3 in both
+    for minutes in (3, 10):  # 6 and 20 segments, one per chunk (3 x 10 s of signal) in both
         n = int(minutes * 60 * fs)
         tracemalloc.start()
         got = list(measure_records(str(path), np.ones((1, 12), bool), np.array([n]), fs, n, chunk=3, scale=1e-3))

@@ -27,7 +27,7 @@ from .tables import beats_table, features_table
 @dataclass(frozen=True)
 class FeaturesConfig:
     workers: int = 2
-    chunk: int = 32  # pieces (records, or 24-s segments of long ones) per vectorised batch: amortises numpy calls, bounds memory
+    chunk: int = 32  # records per vectorised batch (long ones: chunk x 10 s of segments): amortises numpy calls, bounds memory
     limit: int | None = None  # first N records only (smoke runs)
 
 
