@@ -59,6 +59,8 @@ def test_a_long_record_is_measured_whole(long_features):
     assert short["usable"] and long["usable"], (short["quality_reason"], long["quality_reason"])
     # every beat of the 2 minutes, not the first 10 s (a join may cut or merge one beat)
     assert abs(long["n_beats"] - REPEATS * short["n_beats"]) <= REPEATS
+    padded = beats.filter(beats["record_id"] == "short117")["r_sample"].to_numpy()
+    assert len(padded) == short["n_beats"] and padded.max() < 10 * fs  # its zero padding holds no beats
     r = beats.filter(beats["record_id"] == "long117")["r_sample"].to_numpy()
     assert r.max() > (REPEATS * 10 - 2) * fs and np.all(np.diff(r) > P.REFRACTORY_S * fs)
     # the same heart, 12 times: the same measurements

@@ -32,7 +32,14 @@ class FeaturesConfig:
 
 
 def _valid_lengths(records, n: int, fs: float) -> np.ndarray:
-    """Samples that hold signal per record (records shorter than the dataset length were zero-padded)."""
+    """Samples that hold signal per record (records shorter than the dataset length were zero-padded).
+
+    `coverage` (the share of the record that is signal) is right for windows of a long recording too;
+    older datasets only have `source_seconds`, right for records that start at the recording's start.
+    """
+    if "coverage" in records.columns:
+        coverage = np.nan_to_num(records["coverage"].to_numpy().astype(float), nan=1.0)
+        return np.clip(np.round(coverage * n).astype(int), 0, n)
     seconds = records["source_seconds"].to_numpy() if "source_seconds" in records.columns else None
     if seconds is None:
         return np.full(len(records), n)
