@@ -76,9 +76,17 @@ class Model:
 
         if pooling not in POOLINGS:
             raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-        mv, single = model_millivolts(x, fs, target_fs=self.fs, units=units, leads=leads)
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+        single = arr.ndim == 2
+        batch = arr[None] if single else arr
+        if batch.ndim != 3 or len(batch) == 0:
+            raise InputError(f"expected an ECG (leads, samples) or a batch (records, leads, samples), got shape {arr.shape}")
         encoder = self.encoder
-        z = np.concatenate([encode(encoder, mv[s : s + BATCH], pooling=pooling) for s in range(0, len(mv), BATCH)])
+        z = []
+        for start in range(0, len(batch), BATCH):  # converted batch by batch: memory stays flat for big memmaps
+            mv = model_millivolts(batch[start : start + BATCH], fs, target_fs=self.fs, units=units, leads=leads)
+            z.append(encode(encoder, mv, pooling=pooling))
+        z = np.concatenate(z)
         return z[0] if single else z
 
     def embed_text(self, texts: str | list[str]) -> np.ndarray:
@@ -99,7 +107,8 @@ class Model:
 
         `classes` maps a name to its prompt, or to several prompts whose embeddings are averaged (as `esi probe
         --zero-shot` does for grouped classes). Probabilities are the softmax over classes of the cosine
-        similarities times the model's learnt logit scale, clamped as in training (1 / temperature <= 100)."""
+        similarities times the model's learnt logit scale (clamped at 100 as our training does; an imported
+        release model's as the release computes it)."""
         import torch
 
         from .losses import logit_scale_value
@@ -115,7 +124,9 @@ class Model:
         z = self.embed_ecg(x, fs, units=units, leads=leads, pooling="embedding")
         with torch.inference_mode():
             text = text_embeddings(model, prompts, names)
-            logits = torch.from_numpy(np.atleast_2d(z)) @ text.T * logit_scale_value(model.log_scale)
+            ours = self.config.get("variant", "esi") == "esi"  # our training clamps the scale; the release's does not
+            scale = logit_scale_value(model.log_scale) if ours else model.log_scale.exp()
+            logits = torch.from_numpy(np.atleast_2d(z)) @ text.T * scale
             probs = torch.softmax(logits, dim=-1).float().numpy()
         return probs[0] if z.ndim == 1 else probs
 

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import test_import_release as release_tests
 from conftest import DATA, LUDB, ROOT, run_esi
 
 import esi_tools
@@ -16,6 +17,8 @@ from esi_tools.dataset import Dataset
 from esi_tools.errors import InputError
 
 HEAVY = ["torch", "transformers", "litellm", "deepspeed", "polars"]
+# fixtures of an imported release model (a release-shaped checkpoint with random weights), shared with its tests
+tiny_bert, release_ckpt, imported = release_tests.tiny_bert, release_tests.release_ckpt, release_tests.imported
 
 
 def test_import_and_attribute_access_load_nothing_heavy():
@@ -142,3 +145,20 @@ def test_readme_python_example_runs_verbatim(tiny_model, tmp_path, monkeypatch, 
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert out.startswith("(256,) [") and "nan" not in out.lower()
+
+
+def test_release_variant_through_the_same_api(imported, release_ckpt):
+    """An `esi import-release` model: load_model dispatches on config.json; embeddings and zero-shot follow the release."""
+    import torch
+
+    model = esi_tools.load_model(imported)
+    assert model.fs == 500 and model.config["variant"] == "esi-release"
+    signals = np.stack([release_tests.reference_input(1), release_tests.reference_input(2)])  # (2, 5000, 12) mV, MIMIC-IV-ECG's lead order
+    ref = release_tests.reference_embedding(release_ckpt[1], torch.stack([release_tests.reference_normalise(s) for s in signals])).numpy()
+    z = model.embed_ecg(signals.transpose(0, 2, 1), 500, units="mV", leads=release_tests.MIMIC)
+    assert np.abs(z - ref).max() < 1e-5 and np.abs(z[0] - z[1]).max() > 1e-2
+    classes = {"normal": "Sinus rhythm. Normal ECG.", "af": "Atrial fibrillation."}
+    p = model.zero_shot(signals.transpose(0, 2, 1), 500, classes, leads=release_tests.MIMIC)
+    logits = np.exp(2.0) * ref @ model.embed_text(list(classes.values())).T  # the release's scale: exp(temperature)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert np.allclose(p, expected, atol=1e-5)

@@ -42,16 +42,15 @@ def _interpolate_nan(uv: np.ndarray) -> np.ndarray:
     return uv
 
 
-def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads=None) -> tuple[np.ndarray, bool]:
-    """(12, L) or (N, 12, L) in `units` at `fs` -> ((N, 12, L') float32 mV at `target_fs`, whether one ECG was given).
+def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads=None) -> np.ndarray:
+    """(12, L) or (N, 12, L) in `units` at `fs` -> (N, 12, L') float32 mV at `target_fs`.
 
     Leads not given (when `leads` names fewer than 12) are zeros, as `esi ingest` stores absent leads.
     """
     if units not in UNITS:
         raise InputError(f"units must be 'uV' or 'mV', not {units!r}")
     arr = np.asarray(x, dtype=np.float64)
-    single = arr.ndim == 2
-    if single:
+    if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[-1] < 2:
         raise InputError(f"expected an ECG (leads, samples) or a batch (records, leads, samples), got shape {np.shape(x)}")
@@ -62,4 +61,4 @@ def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads
     uv = resample(uv, float(fs), float(target_fs))
     out = np.zeros((uv.shape[0], len(STANDARD_LEADS), uv.shape[-1]), np.float32)
     out[:, order] = np.clip(np.rint(uv), -INT16_LIMIT, INT16_LIMIT)
-    return out * np.float32(1e-3), single
+    return out * np.float32(1e-3)
