@@ -326,4 +326,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from esi_tools.errors import EsiError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except EsiError as exc:  # e.g. an artifact kept from an older esi-tools: one line, saying which
+        log(f"error: {exc}")
+        sys.exit(2)
