@@ -17,7 +17,7 @@ from ..signal.leads import STANDARD_LEADS, parse_lead_map
 from .paths import inside
 from .records import Loaded, ReadOptions, Task, window_count
 from .sources import RecordSpec, list_headers, list_mimic, list_ptbxl
-from .wfdb_reader import MAX_FS, MIN_FS, read_header
+from .wfdb_reader import MAX_FS, MIN_FS, Signal, read_header
 from .workers import load_batch, pool
 
 KINDS = ("ptbxl", "mimic-iv-ecg", "challenge", "wfdb")
@@ -260,18 +260,20 @@ def _tasks(items, opts: ReadOptions) -> Iterator[Task | tuple[str, str]]:
             yield Task(item, opts)
         else:
             try:
-                hdr = read_header(inside(opts.root, item.header, what="header file"))
-                if hdr.n_samples is None:
-                    yield Task(item, opts)
-                    continue
+                header = inside(opts.root, item.header, what="header file")
+                hdr = read_header(header)
+                checked = Signal(header, hdr, opts.root).verify()  # once per recording, not once per task
                 count = window_count(hdr, opts)
             except RecordError as exc:
                 yield str(item.header), exc.reason
                 continue
+            except Exception as exc:  # noqa: BLE001 - as in the workers: one recording's failure, named
+                yield str(item.header), f"unreadable record {item.header.name} ({type(exc).__name__}: {exc})"
+                continue
             per_window = hdr.n_sig * max(opts.seconds, opts.stride) * hdr.fs + len(STANDARD_LEADS) * opts.length
             step = max(1, int(BATCH_VALUES // per_window))
             for first in range(0, count, step):
-                yield Task(item, opts, first, step)
+                yield Task(item, opts, first, step, checked)
 
 
 def _batches(tasks, size: int):
