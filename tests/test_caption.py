@@ -255,7 +255,7 @@ def test_free_text_scrub_keeps_measurements_and_clinical_text():
     assert len(long) <= 300 and long.endswith("…")
 
 
-def _dataset_like(ds, out: Path, n: int, *, credentialed: bool, **columns) -> Path:
+def _dataset_like(ds, out: Path, n: int, *, marked: bool, **columns) -> Path:
     """A dataset artifact of the first n real records of `ds`, some columns replaced, maybe marked credentialed."""
     from esi_tools.artifacts import ArtifactWriter
 
@@ -264,7 +264,7 @@ def _dataset_like(ds, out: Path, n: int, *, credentialed: bool, **columns) -> Pa
         w.write_table("records.parquet", records)
         w.write_array("waveforms.npy", np.asarray(ds.waveforms[:n]))
         w.write_table("rejects.parquet", pl.DataFrame({"path": [], "reason": []}, schema={"path": pl.String, "reason": pl.String}))
-        w.summary.update({**ds.artifact.summary, "records": n, "credentialed": credentialed})
+        w.summary.update({**ds.artifact.summary, "records": n, "credentialed": marked})
         return w.commit()
 
 
@@ -280,7 +280,7 @@ def test_free_text_reaches_prompts_scrubbed_capped_and_fenced(inputs, tmp_path, 
     from esi_tools.caption.scrub import DATA_NOTE, FENCE_CLOSE, FENCE_OPEN
     from esi_tools.dataset import Dataset
 
-    hostile = _dataset_like(Dataset.open(inputs[0]), tmp_path / "hostile", 6, credentialed=True,
+    hostile = _dataset_like(Dataset.open(inputs[0]), tmp_path / "hostile", 6, marked=True,
                             labels=pl.lit(HOSTILE), label_system=pl.lit("mimic-statement"))
     evidence, rejects = collect(Dataset.open(hostile))
     assert not rejects and len(evidence) == 6
@@ -303,7 +303,10 @@ def test_credentialed_dataset_refused_for_remote_api_base(inputs, tmp_path, serv
     from esi_tools.dataset import Dataset
 
     # the same real records, marked credentialed as a MIMIC-IV-ECG ingest would
-    cred = _dataset_like(Dataset.open(inputs[0]), tmp_path / "cred", 8, credentialed=True)
+    cred = _dataset_like(Dataset.open(inputs[0]), tmp_path / "cred", 8, marked=True)
+    per_record = _dataset_like(Dataset.open(inputs[0]), tmp_path / "rec", 8, marked=False, credentialed=pl.lit(True))
+    mixed = run_esi("caption", per_record, "--model", MODEL, "--api-base", "https://203.0.113.7/v1", "--out", tmp_path / "r")
+    assert mixed.exit_code == 2 and "credentialed" in mixed.stderr  # records marked one by one count too
     remote = run_esi("caption", cred, "--model", MODEL, "--api-base", "https://203.0.113.7/v1", "--out", tmp_path / "r")
     assert remote.exit_code == 2 and "refused" in remote.stderr and "credentialed" in remote.stderr
     assert "Traceback" not in remote.stderr and not (tmp_path / "r").exists()

@@ -1,17 +1,12 @@
 """`just smoke`: the whole chain on real PTB-XL records, every manifest linked to its inputs' digests."""
 
 import json
-import subprocess
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from esi_tools.artifacts import open_artifact
 
-JUST = Path(sys.executable).parent / "just"
 EXPECTED = {"dataset": "dataset", "features": "features", "index": "retrieval-index", "retrieval": "retrieval",
             "captions": "captions", "model": "model", "emb-esi": "embeddings", "emb-random": "embeddings",
             "emb-features": "embeddings", "probe-superdiagnostic": "probe", "probe-form": "probe",
@@ -35,9 +30,8 @@ class _Images(HTMLParser):
 
 
 @pytest.mark.slow
-def test_smoke_chain(tmp_path):
-    run = tmp_path / "run"
-    proc = subprocess.run([str(JUST), "smoke", f"run={run}"], cwd=ROOT, capture_output=True, text=True, timeout=1500)
+def test_smoke_chain(smoke_run):
+    run, proc = smoke_run  # `just smoke run=…`, run once per session (conftest.py)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.strip().splitlines()[-1] == str(run)
     for name, kind in EXPECTED.items():

@@ -155,7 +155,10 @@ def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_pa
     dataset = Dataset.open(dataset_path)
     features = open_artifact(features_path, "features") if features_path else None
     retrieval = open_artifact(retrieval_path, "retrieval") if retrieval_path else None
-    decision = privacy.decide(credentialed=privacy.is_credentialed(dataset.artifact.manifest),
+    records = dataset.records  # ingest also marks each credentialed record (a dataset may mix sources)
+    credentialed = privacy.is_credentialed(dataset.artifact.manifest) or (
+        "credentialed" in records.columns and bool(records["credentialed"].fill_null(False).any()))
+    decision = privacy.decide(credentialed=credentialed,
                               model=config.model, api_base=config.api_base, allow_remote=config.allow_remote)
     previous = _previous_rows(out, config, force)
     template = load_template(config.template)
