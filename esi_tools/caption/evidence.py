@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..dataset import unique_ids
 from ..errors import InputError
 from .scrub import FIELD_CHARS, cut, scrub
 
@@ -211,6 +212,7 @@ def _feature_rows(features, records, options: EvidenceOptions) -> _FeatureRows |
     table = features.table("features.parquet")
     if "record_id" not in table.columns:
         raise InputError(f"{features.path}: features.parquet has no record_id column")
+    unique_ids(table, f"{features.path}/features.parquet")
     columns = measurement_columns(dict(table.schema))[: options.max_measurements]  # the same set for every record
     wanted = ["record_id", *(c for c in ("findings", "usable", "quality_reason") if c in table.columns),
               *(c[0] for c in columns)]

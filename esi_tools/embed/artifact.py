@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import Artifact, open_artifact
+from ..dataset import unique_ids
 from ..errors import InputError
 
 SOURCES = ("esi", "random-init", "features", "signal-stats")
@@ -22,7 +23,7 @@ class Embeddings:
     @classmethod
     def open(cls, path: str | Path) -> Embeddings:
         art = open_artifact(path, "embeddings")
-        ids = art.table("ids.parquet")["record_id"].cast(str).to_list()
+        ids = unique_ids(art.table("ids.parquet"), f"{path}/ids.parquet")["record_id"].cast(str).to_list()
         matrix = art.array("embeddings.npy")
         if matrix.shape[0] != len(ids):
             raise InputError(f"{path}: {matrix.shape[0]} embedding rows but {len(ids)} record ids")

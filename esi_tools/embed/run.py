@@ -9,7 +9,7 @@ import numpy as np
 
 from ..artifacts import Artifact, ArtifactWriter, open_artifact
 from ..console import log, progress, warn
-from ..dataset import Dataset
+from ..dataset import Dataset, unique_ids
 from ..errors import InputError
 from .artifact import write_embeddings
 
@@ -71,7 +71,7 @@ def features_matrix(features: Artifact, dataset: Dataset) -> tuple[np.ndarray, l
 
     from .tabular import tabular_embedding
 
-    table = features.table("features.parquet")
+    table = unique_ids(features.table("features.parquet"), f"{features.path}/features.parquet")
     records = dataset.records
     ids = records["record_id"].cast(str).to_list()
     table = table.with_columns(pl.col("record_id").cast(str))

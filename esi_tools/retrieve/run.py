@@ -20,6 +20,7 @@ import numpy as np
 
 from ..artifacts import ArtifactWriter, open_artifact
 from ..console import log, warn
+from ..dataset import unique_ids
 from ..errors import ArtifactError, InputError
 from .fuse import round_robin
 from .index import load_index
@@ -37,7 +38,7 @@ def _findings(features_path: Path, records):
     import polars as pl
 
     features = open_artifact(features_path, "features")
-    table = features.table("features.parquet")
+    table = unique_ids(features.table("features.parquet"), f"{features_path}/features.parquet")
     if "findings" not in table.columns or "record_id" not in table.columns:
         raise ArtifactError(f"{features_path}: features.parquet lacks record_id/findings columns")
     table = table.select(pl.col("record_id").cast(pl.String), pl.col("findings").cast(pl.List(pl.String)))
