@@ -139,7 +139,7 @@ def zero_shot(model_dir, dataset, task, *, train: np.ndarray, val: np.ndarray, t
     with torch.inference_mode(), progress("zero-shot", len(indices)) as bar:
         for start in range(0, len(indices), BATCH):
             idx = indices[start : start + BATCH]
-            ecg.append(model.encode_ecg(preprocess(dataset.millivolts(idx))))
+            ecg.append(model.encode_ecg(getattr(model, "preprocess", preprocess)(dataset.millivolts(idx))))  # release: its own
             bar.advance(len(idx))
         ecg = torch.cat(ecg)
         scores = {s: (ecg @ text_embeddings(model, prompts[s], task.classes).T).numpy() for s in tried}
