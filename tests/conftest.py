@@ -76,3 +76,56 @@ def ptbxl_features_embeddings(ptbxl_dataset, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval_features")
     feats = features(FeaturesConfig(workers=1), ptbxl_dataset, root / "features")
     return embed(EmbedConfig(), feats, root / "embeddings")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """`just smoke` (the whole chain on 300 real PTB-XL records) run once: (run dir, finished process).
+    test_chain checks the artifacts, test_report_browser opens the report; neither runs the chain again."""
+    import subprocess
+    import sys
+
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    just = Path(sys.executable).parent / "just"
+    proc = subprocess.run([str(just), "smoke", f"run={run}"], cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    return run, proc
+
+
+# ---------------------------------------------------------------- a tiny trained model (embed / api / export)
+
+TEXT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@pytest.fixture(scope="session")
+def ptbxl_small(tmp_path_factory) -> Path:
+    """The first 160 real PTB-XL records (folds 1-10 all present) at 100 Hz."""
+    from esi_tools.ingest.run import IngestConfig, ingest
+
+    return ingest(IngestConfig(kind="ptbxl", fs=100, workers=1, limit=160), PTBXL, tmp_path_factory.mktemp("small") / "ds")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(ptbxl_small, tmp_path_factory) -> Path:
+    """A real `esi pretrain` run of one step: atto ECG side, 2-layer 64-wide BERT with a PTB-XL word vocabulary."""
+    import json
+    import re
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from esi_tools.knowledge import load_passages
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    words = sorted({w for p in load_passages() for w in re.findall(r"\w+|[^\w\s]", (p["title"] + " " + p["text"]).lower())})
+    vocab = {w: i for i, w in enumerate(TEXT_SPECIALS + words)}
+    BertTokenizer(vocab=vocab).save_pretrained(root / "text")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=128, max_position_embeddings=128)).save_pretrained(root / "text")
+    arch = {"ecg": {"size": "atto", "n_caption_tokens": 8}, "text_model": str(root / "text"), "text_pooling": "mean",
+            "decoder_width": 64, "decoder_heads": 2, "decoder_layers": 1, "max_text_tokens": 64}
+    (root / "arch.json").write_text(json.dumps(arch))
+    result = run_esi("pretrain", ptbxl_small, "--model", root / "arch.json", "--text-model", root / "text", "--max-steps", "1",
+                     "--batch-size", "4", "--crop-seconds", "2.5", "--workers", "0", "--out", root / "model")
+    assert result.exit_code == 0, result.stderr
+    return root / "model"

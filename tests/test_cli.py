@@ -24,7 +24,7 @@ def test_every_command_listed_with_help():
 
     result = run_esi("--help")
     assert result.exit_code == 0
-    for name in _command_modules():
+    for name in (m.replace("_", "-") for m in _command_modules()):  # module import_release -> command import-release
         assert name in result.stdout
         sub = run_esi(name, "--help")
         assert sub.exit_code == 0 and len(sub.stdout) > 100, name
@@ -42,7 +42,7 @@ def test_every_command_documented_in_readme():
     from commands.main import _command_modules
 
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name in _command_modules() if f"esi {name}" not in readme]
+    missing = [name for name in (m.replace("_", "-") for m in _command_modules()) if f"esi {name}" not in readme]
     assert not missing, f"README lacks: {missing}"
 
 

@@ -347,6 +347,12 @@ def test_features_of_another_dataset_are_refused(ptbxl_dataset, builtin_index, p
     shutil.copytree(ptbxl_features, other)
     table = pl.read_parquet(other / "features.parquet")
     table.with_columns(pl.col("record_id") + "-elsewhere").write_parquet(other / "features.parquet")
+    from esi_tools.artifacts import sha256_file  # keep the manifest true to the file: only the join may object
+
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["files"]["features.parquet"].update(bytes=(other / "features.parquet").stat().st_size,
+                                                 sha256=sha256_file(other / "features.parquet"))
+    (other / "manifest.json").write_text(json.dumps(manifest))
     result = run_esi("retrieve", str(ptbxl_dataset), "--index", str(builtin_index), "--features", str(other),
                      "--out", str(tmp_path / "ret"))
     assert result.exit_code == 2 and "no record_id in common" in result.stderr
