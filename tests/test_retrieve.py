@@ -347,7 +347,9 @@ def test_features_of_another_dataset_are_refused(ptbxl_dataset, builtin_index, p
     shutil.copytree(ptbxl_features, other)
     table = pl.read_parquet(other / "features.parquet")
     table.with_columns(pl.col("record_id") + "-elsewhere").write_parquet(other / "features.parquet")
-    from esi_tools.artifacts import sha256_file  # keep the manifest true to the file: only the join may object
+    from esi_tools.artifacts import (
+        sha256_file,  # keep the manifest true to the file: only the join may object
+    )
 
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["files"]["features.parquet"].update(bytes=(other / "features.parquet").stat().st_size,
