@@ -97,6 +97,15 @@ TEXT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @pytest.fixture(scope="session")
+def ptbxl12(tmp_path_factory) -> Path:
+    """The first 12 real PTB-XL records: a dataset artifact for tests that only need a few."""
+    out = tmp_path_factory.mktemp("ptbxl12") / "dataset"
+    result = run_esi("-q", "ingest", "ptbxl", PTBXL, "--limit", "12", "-j", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def ptbxl_small(tmp_path_factory) -> Path:
     """The first 160 real PTB-XL records (folds 1-10 all present) at 100 Hz."""
     from esi_tools.ingest.run import IngestConfig, ingest
@@ -104,9 +113,8 @@ def ptbxl_small(tmp_path_factory) -> Path:
     return ingest(IngestConfig(kind="ptbxl", fs=100, workers=1, limit=160), PTBXL, tmp_path_factory.mktemp("small") / "ds")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(ptbxl_small, tmp_path_factory) -> Path:
-    """A real `esi pretrain` run of one step: atto ECG side, 2-layer 64-wide BERT with a PTB-XL word vocabulary."""
+def tiny_text_tower(root: Path) -> Path:
+    """A 2-layer 64-wide BERT over the knowledge base's words (no hub) in root/text, and root/arch.json using it."""
     import json
     import re
 
@@ -115,7 +123,6 @@ def tiny_model(ptbxl_small, tmp_path_factory) -> Path:
 
     from esi_tools.knowledge import load_passages
 
-    root = tmp_path_factory.mktemp("tiny_model")
     words = sorted({w for p in load_passages() for w in re.findall(r"\w+|[^\w\s]", (p["title"] + " " + p["text"]).lower())})
     vocab = {w: i for i, w in enumerate(TEXT_SPECIALS + words)}
     BertTokenizer(vocab=vocab).save_pretrained(root / "text")
@@ -125,6 +132,14 @@ def tiny_model(ptbxl_small, tmp_path_factory) -> Path:
     arch = {"ecg": {"size": "atto", "n_caption_tokens": 8}, "text_model": str(root / "text"), "text_pooling": "mean",
             "decoder_width": 64, "decoder_heads": 2, "decoder_layers": 1, "max_text_tokens": 64}
     (root / "arch.json").write_text(json.dumps(arch))
+    return root / "arch.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(ptbxl_small, tmp_path_factory) -> Path:
+    """A real `esi pretrain` run of one step: atto ECG side, 2-layer 64-wide BERT with a PTB-XL word vocabulary."""
+    root = tmp_path_factory.mktemp("tiny_model")
+    tiny_text_tower(root)
     result = run_esi("pretrain", ptbxl_small, "--model", root / "arch.json", "--text-model", root / "text", "--max-steps", "1",
                      "--batch-size", "4", "--crop-seconds", "2.5", "--workers", "0", "--out", root / "model")
     assert result.exit_code == 0, result.stderr

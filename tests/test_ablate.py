@@ -4,36 +4,19 @@ kept out of pretraining (and a run that lets them in refused), zero-shot per-cla
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import PTBXL, ROOT
+from conftest import PTBXL, ROOT, tiny_text_tower
 
 from esi_tools.knowledge import passage_for
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
 
 def _tiny_text_tower(root):
-    """A 2-layer 64-wide BERT over the knowledge base's words (no hub), and an architecture that uses it."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    from esi_tools.knowledge import load_passages
-
-    words = sorted({w for p in load_passages() for w in re.findall(r"\w+|[^\w\s]", (p["title"] + " " + p["text"]).lower())})
-    vocab = {w: i for i, w in enumerate(SPECIALS + words)}
-    BertTokenizer(vocab=vocab).save_pretrained(root / "text")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=128, max_position_embeddings=128)).save_pretrained(root / "text")
-    arch = {"ecg": {"size": "atto", "n_caption_tokens": 8}, "text_model": str(root / "text"), "text_pooling": "mean",
-            "decoder_width": 64, "decoder_heads": 2, "decoder_layers": 1, "max_text_tokens": 64}
-    (root / "arch.json").write_text(json.dumps(arch))
-    return f"--model {root / 'arch.json'} --text-model {root / 'text'} --workers 0"
+    arch = tiny_text_tower(root)
+    return f"--model {arch} --text-model {root / 'text'} --workers 0"
 
 
 def _ablate(*args):

@@ -7,18 +7,15 @@ it cannot spoil the next test) or on real LUDB records copied into tmp_path as a
 import shutil
 
 import pytest
-from conftest import LUDB, PTBXL, run_esi
+from conftest import LUDB, run_esi
 
 from esi_tools.artifacts import ArtifactWriter, open_artifact
 from esi_tools.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("safety_out") / "dataset"
-    result = run_esi("-q", "ingest", "ptbxl", PTBXL, "--limit", "12", "-j", "1", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
+def small_dataset(ptbxl12):
+    return ptbxl12
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ import json
 import shutil
 
 import pytest
-from conftest import PTBXL, run_esi
+from conftest import run_esi
 
 from esi_tools.artifacts import ArtifactWriter, open_artifact
 from esi_tools.errors import ArtifactError
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("safety_verify") / "dataset"
-    result = run_esi("-q", "ingest", "ptbxl", PTBXL, "--limit", "12", "-j", "1", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
+def small_dataset(ptbxl12):
+    return ptbxl12
 
 
 @pytest.fixture
