@@ -516,3 +516,12 @@ def test_api_key_never_written_or_logged(inputs, tmp_path, server, monkeypatch):
     assert any(p.name == "captions.sqlite" for p in files) and any(p.name == "captions.parquet" for p in files)
     for path in files:
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_second_run_to_the_same_out_stops_before_any_request(inputs, tmp_path, server):
+    from esi_tools.artifacts import ArtifactWriter
+
+    with ArtifactWriter(tmp_path / "c", "captions", parameters={}):  # another run holds --out
+        result = caption(inputs, *llm_args(server), out=tmp_path / "c")
+    assert result.exit_code != 0 and "c" in result.stderr
+    assert server.requests == 0 and not (tmp_path / "c").exists()

@@ -167,6 +167,16 @@ def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_pa
     if retrieval is None:
         warn("no --retrieval: prompts carry no knowledge passages")
 
+    inputs = {"dataset": dataset.artifact, **({"features": features} if features else {}),
+              **({"retrieval": retrieval} if retrieval else {})}
+    argv = privacy.scrub_argv(sys.argv, privacy.secrets(privacy.url_secrets(config.api_base)))
+    # the writer (and its lock on --out) comes first: a second run to the same --out stops before any request
+    with ArtifactWriter(out, "captions", parameters={}, inputs=inputs, force=force or previous is not None,
+                        argv=argv) as writer:
+        return _caption(writer, config, template, decision, dataset, features, retrieval, previous)
+
+
+def _caption(writer, config: CaptionConfig, template, decision, dataset, features, retrieval, previous) -> Path:
     started = time.perf_counter()
     evidence, rejects = collect(dataset, features, retrieval, EvidenceOptions(top_k=config.top_k))
     if config.limit is not None:
@@ -191,8 +201,7 @@ def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_pa
         _llm_captions(rows, list(jobs.values()), previous, config, stats)
 
     elapsed = time.perf_counter() - started
-    return _write(out, config, template, decision, dataset, features, retrieval, rows, rejects, stats, elapsed,
-                  force=force or previous is not None)
+    return _write(writer, config, template, decision, rows, rejects, stats, elapsed)
 
 
 def _row(record_id: str, phash: str, model: str, passage_ids: list[str]) -> dict:
@@ -304,8 +313,7 @@ def _previous_rows(out: Path, config: CaptionConfig, force: bool) -> dict | None
     return {(r["record_id"], r["prompt_hash"]): r for r in ok.iter_rows(named=True)}
 
 
-def _write(out, config: CaptionConfig, template, decision, dataset, features, retrieval, rows, rejects, stats,
-           elapsed, *, force) -> Path:
+def _write(writer: ArtifactWriter, config: CaptionConfig, template, decision, rows, rejects, stats, elapsed) -> Path:
     import polars as pl
 
     schema = {"record_id": pl.String, "caption": pl.String, "prompt_hash": pl.String, "model": pl.String,
@@ -316,24 +324,21 @@ def _write(out, config: CaptionConfig, template, decision, dataset, features, re
     parameters = {k: v for k, v in asdict(config).items() if k not in ("cache_path",)}
     parameters.update(template=template.name, template_sha256=template.sha256,
                       api_base=privacy.safe_url(config.api_base) if config.api_base else None)
-    inputs = {"dataset": dataset.artifact, **({"features": features} if features else {}),
-              **({"retrieval": retrieval} if retrieval else {})}
     counts = {s: int((table["status"] == s).sum()) for s in (OK, FAILED, SKIPPED)}
-    argv = privacy.scrub_argv(sys.argv, privacy.secrets(privacy.url_secrets(config.api_base)))
-    with ArtifactWriter(out, "captions", parameters=parameters, inputs=inputs, force=force, argv=argv) as writer:
-        writer.write_table("captions.parquet", table)
-        writer.write_table("rejects.parquet", pl.DataFrame({"record_id": [r for r, _ in rejects],
-                                                            "reason": [why for _, why in rejects]},
-                                                           schema={"record_id": pl.String, "reason": pl.String}))
-        tokens_in = table.filter(pl.col("source") == "request")["input_tokens"].sum()
-        tokens_out = table.filter(pl.col("source") == "request")["output_tokens"].sum()
-        writer.summary.update({
-            "records": table.height, **counts, "rejects": len(rejects), **stats,
-            "input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),
-            "wall_s": round(elapsed, 3), "captions_per_s": round(table.height / elapsed, 1) if elapsed else None,
-            "privacy": decision,
-        })
-        path = writer.commit()
+    writer.parameters = parameters
+    writer.write_table("captions.parquet", table)
+    writer.write_table("rejects.parquet", pl.DataFrame({"record_id": [r for r, _ in rejects],
+                                                        "reason": [why for _, why in rejects]},
+                                                       schema={"record_id": pl.String, "reason": pl.String}))
+    tokens_in = table.filter(pl.col("source") == "request")["input_tokens"].sum()
+    tokens_out = table.filter(pl.col("source") == "request")["output_tokens"].sum()
+    writer.summary.update({
+        "records": table.height, **counts, "rejects": len(rejects), **stats,
+        "input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),
+        "wall_s": round(elapsed, 3), "captions_per_s": round(table.height / elapsed, 1) if elapsed else None,
+        "privacy": decision,
+    })
+    path = writer.commit()
     log(f"captioned {counts[OK]} of {table.height} records ({counts[FAILED]} failed, {counts[SKIPPED]} skipped, "
         f"{len(rejects)} rejected; {stats['requests']} requests, {stats['cache_hits']} cache hits, "
         f"{stats['cost_usd']:.4f} USD) -> {path}")
