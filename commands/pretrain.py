@@ -42,6 +42,8 @@ def pretrain(
     workers: int = typer.Option(None, "--workers", "-j", help="DataLoader worker processes (0 = in the main process)."),
     deepspeed: Path = typer.Option(None, "--deepspeed", help="DeepSpeed JSON (ZeRO 1/2/3); see esi_tools/train/configs."),
     bf16: bool = typer.Option(None, "--bf16/--fp32", help="bf16 mixed precision (GPU)."),
+    grad_checkpointing: bool = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing", help="Recompute activations in backward: less memory, ~1/3 slower."),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile each ECG encoder block (minutes of compiling first)."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Optimizer steps between checkpoints."),
     checkpoint_dir: Path = typer.Option(None, "--checkpoint-dir", help="Default: <out>.checkpoints."),
     stop_after: int = typer.Option(None, "--stop-after", help="Checkpoint and stop at this step (exit 130), e.g. for time-limited jobs."),
@@ -66,7 +68,7 @@ def pretrain(
         grad_accum=grad_accum, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs, schedule=schedule,
         decay_epochs=decay_epochs, clip_grad=clip_grad, contrastive_weight=contrastive_weight,
         caption_weight=caption_weight, seed=seed, workers=workers, deepspeed=str(deepspeed) if deepspeed else None,
-        bf16=bf16, checkpoint_every=checkpoint_every, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+        bf16=bf16, grad_checkpointing=grad_checkpointing, compile=compile, checkpoint_every=checkpoint_every, checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
         stop_after=stop_after, resume=str(resume) if resume else None,
     )
     cfg = build_config(profile, config, flags)

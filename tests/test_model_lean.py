@@ -367,3 +367,33 @@ def test_generate_stops_a_caption_at_its_end_token(ptbxl_dataset, tiny_text):
     calls.clear()
     assert model.generate(x, max_tokens=10) == ["sinus", "sinus"]
     assert len(calls) == 2
+
+
+# ------------------------------------------------------------------ issue 16.4 and the ZeRO-3 parameter count
+
+
+def test_cut_fraction_counts_captions_longer_than_the_limit(tiny_text):
+    from esi_tools.model.text_encoder import load_tokenizer
+    from esi_tools.train.loop import cut_fraction
+
+    tok = load_tokenizer(tiny_text)
+    texts = ["sinus rhythm", "sinus rhythm " * 20, "left ventricular hypertrophy", "sinus rhythm " * 40]
+    lengths = [len(tok(t)["input_ids"]) for t in texts]  # [CLS] ... [SEP]
+    assert lengths[0] == 4 and lengths[1] == 42 and lengths[3] == 82
+    assert cut_fraction(tok, texts, 64) == 0.25
+    assert cut_fraction(tok, texts, 41) == 0.5
+    assert cut_fraction(tok, texts, 82) == 0.0
+
+
+def test_parameter_count_reads_zero3_partitioned_sizes(tiny_text):
+    from esi_tools.model import create_model
+    from esi_tools.train.loop import count_parameters
+
+    model = create_model(_arch(tiny_text), seed=0)
+    full = sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == full
+    for p in model.parameters():  # what ZeRO-3 leaves on a rank: empty local tensors, the full size in ds_numel
+        p.ds_numel = p.numel()
+        p.data = torch.empty(0)
+    assert sum(p.numel() for p in model.parameters()) == 0
+    assert count_parameters(model) == full

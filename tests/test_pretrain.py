@@ -341,6 +341,7 @@ def test_model_artifact_loads_for_inference(ptbxl_dataset, tiny_text, arch_file,
     assert result.stdout.strip() == str(tmp_path / "m")
     art = open_artifact(tmp_path / "m", "model")
     assert art.summary["steps"] == 1 and art.summary["text_source"] == "statements"
+    assert 0.0 <= art.summary["captions_cut"] < 0.05 and "of the captions are cut at 64 tokens" in result.stderr
     model, encoder = load_esi(art.path), load_ecg_encoder(art.path)
     x = preprocess(Dataset.open(ptbxl_dataset).millivolts(slice(0, 3)))  # full 10 s: any length works
     emb = model.encode_ecg(x)

@@ -30,7 +30,7 @@ class ESIConfig:
     ecg: ECGEncoderConfig = field(default_factory=ECGEncoderConfig)
     text_model: str = "michiyasunaga/BioLinkBERT-base"  # the paper's text tower
     text_pooling: str = "cls"  # BERT's [CLS] summary token, as in the paper
-    max_text_tokens: int = 128  # statements + findings captions fit; longer text is truncated
+    max_text_tokens: int = 256  # template captions (p95: 256 BERT-uncased tokens) fit: <= 5 % are cut
     decoder_layers: int = 2  # CoCa uses few multimodal layers relative to the encoders
     decoder_heads: int = 8  # head width 32-64 for the widths below
     decoder_width: int = 256  # small: the decoder is a training signal, not a product

@@ -39,6 +39,8 @@ class PretrainConfig:
     # ---- engine
     deepspeed: str | None = None  # DeepSpeed JSON (ZeRO 1/2/3); None = plain PyTorch (DDP when launched with >1 ranks)
     bf16: bool = False  # GPU only: bf16 is ~12x slower than fp32 on this kind of CPU
+    grad_checkpointing: bool = False  # recompute activations in backward: ~1/3 slower, much less memory (bigger batches)
+    compile: bool = False  # torch.compile each ECG block (static shapes); costs minutes of compile time up front
     # ---- checkpoints
     checkpoint_every: int = 500  # optimizer steps between checkpoints (also saved on interrupt)
     checkpoint_dir: str | None = None  # None = <out>.checkpoints next to the artifact

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import open_artifact
-from ..dataset import UV_TO_MV, Dataset
+from ..dataset import UV_TO_MV, Dataset, unique_ids
 from ..errors import InputError
 from ..model.preprocess import standardise
 
@@ -40,7 +40,7 @@ def statement_captions(ds: Dataset) -> list[str | None]:
 def caption_texts(ds: Dataset, captions_path: Path) -> tuple[list[str | None], object]:
     """Captions artifact joined on record_id (failed/skipped/empty captions -> None); returns texts and the artifact."""
     art = open_artifact(captions_path, "captions")
-    table = art.table("captions.parquet", columns=["record_id", "caption", "status"])
+    table = unique_ids(art.table("captions.parquet", columns=["record_id", "caption", "status"]), f"{captions_path}")
     table = table.filter(pl.col("status") == "ok")  # failed and skipped rows carry no usable caption
     table = table.filter(pl.col("caption").is_not_null() & (pl.col("caption").str.strip_chars() != ""))
     by_id = dict(zip(table["record_id"].cast(pl.Utf8).to_list(), table["caption"].to_list(), strict=True))
@@ -212,8 +212,11 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(dataset: PairDataset, sampler: PositionSampler, collate: Collate, *, workers: int):
-    """DataLoader with its own generator, so creating it never consumes the global torch RNG (resume exactness)."""
+def make_loader(dataset: PairDataset, sampler: PositionSampler, collate: Collate, *, workers: int, pin: bool = False):
+    """DataLoader with its own generator, so creating it never consumes the global torch RNG (resume exactness).
+
+    `pin` (on GPUs): batches land in page-locked memory, so the loop's non_blocking copies overlap the step.
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -224,6 +227,7 @@ def make_loader(dataset: PairDataset, sampler: PositionSampler, collate: Collate
         num_workers=workers,
         prefetch_factor=4 if workers else None,  # a few batches ahead absorbs jitter in step time
         persistent_workers=False,
+        pin_memory=pin,
         worker_init_fn=_worker_init,
         generator=torch.Generator().manual_seed(0),
     )

@@ -76,12 +76,38 @@ def lr_lambda(cfg: PretrainConfig, steps_per_epoch: int, total_steps: int):
     return factor
 
 
-def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms, GRN gains, queries and the temperature (1-D/scalar params)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)  # CLIP's betas/eps for stability
+# Parameters that are never decayed, by the role their module gives them (timm's `no_weight_decay` idea):
+# norms and embeddings by module type, biases by parameter name, the rest declared by our own modules.
+NO_DECAY_MODULES = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._NormBase, torch.nn.Embedding)
+
+
+def no_decay_names(model: torch.nn.Module) -> set[str]:
+    """Names (as in named_parameters) of the parameters AdamW must not decay.
+
+    Biases, norm gains/shifts, GRN gamma/beta, pooler queries, position tables, token embeddings (the tied
+    decoder head included: it is the same tensor) and the log temperature: decaying them pulls gains and
+    tables towards 0 for no regularising benefit (ConvNeXt-V2, CLIP and GPT-2 recipes).
+    """
+    skip: set[int] = set()
+    for module in model.modules():
+        declared = set(getattr(module, "NO_WEIGHT_DECAY", ()))
+        for name, param in module.named_parameters(recurse=False):
+            if isinstance(module, NO_DECAY_MODULES) or name == "bias" or name.endswith("_bias") or name in declared:
+                skip.add(id(param))
+    return {name for name, param in model.named_parameters() if id(param) in skip}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, *, fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW with two groups (see no_decay_names); one fused kernel for all parameters on CUDA."""
+    skip = no_decay_names(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if n not in skip], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
+    ]
+    if fused is None:
+        fused = all(p.is_cuda for _, p in named)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=fused or None)  # CLIP's betas/eps
 
 
 class PlainEngine:
@@ -162,7 +188,7 @@ class DeepSpeedEngine:
         ds_config.setdefault("zero_allow_untested_optimizer", True)  # a torch AdamW instance (no FusedAdam JIT)
         ds_config.setdefault("steps_per_print", 10**9)  # our loop logs; keep DeepSpeed quiet
         self.stage = int(ds_config.get("zero_optimization", {}).get("stage", 0))
-        optimizer = make_optimizer(model, cfg)
+        optimizer = make_optimizer(model, cfg, fused=False)  # ZeRO swaps in its own flat partitions: plain foreach AdamW
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config

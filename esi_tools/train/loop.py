@@ -61,7 +61,7 @@ class _StopFlag:
         if self.set:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.set = True
-        log("[yellow]interrupt received[/]: saving a checkpoint at the end of this step")
+        log("interrupt received: saving a checkpoint at the end of this step")
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -102,6 +102,7 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
     crop = round(cfg.crop_seconds * cfg.fs)
     arch = model_settings(cfg, crop / cfg.fs)
     model = create_model(arch.to_dict(), seed=cfg.seed)
+    model.configure(grad_checkpointing=cfg.grad_checkpointing, compile=cfg.compile)
     steps_per_epoch = len(pairs.indices) // (cfg.batch_size * world) // cfg.grad_accum
     if steps_per_epoch == 0:
         raise InputError(f"{len(pairs.indices)} training pairs: fewer than one step of {cfg.batch_size} x {world} ranks x {cfg.grad_accum} micro-steps")
@@ -115,15 +116,17 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
         log(f"resumed from {checkpoint.find(cfg.resume)} at step {step}")
     else:
         torch.manual_seed(cfg.seed * 1000 + rank)  # drop-path/dropout masks differ per rank, fixed per seed
+    n_params = count_parameters(model)
+    cut = cut_fraction(model.tokenizer, pairs.texts, arch.max_text_tokens)
     if rank == 0:
-        n_params = sum(p.numel() for p in model.parameters())
         log(f"{len(pairs.indices)} pairs ({pairs.text_source}), {pairs.excluded} excluded by fold, {pairs.rejects.height} rejected; "
             f"{n_params / 1e6:.1f}M parameters, {engine.name} engine, {world} rank(s), {total} steps of {cfg.batch_size * world * cfg.grad_accum}")
+        log(f"{100 * cut:.1f} % of the captions are cut at {arch.max_text_tokens} tokens")
 
     data = PairDataset(ds.artifact.file("waveforms.npy"), pairs, fs=cfg.fs, crop=crop, seed=cfg.seed, aug=Augment() if cfg.augment else None)
     sampler = PositionSampler(len(pairs.indices), batch_size=cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
                               start=step * cfg.grad_accum, stop=total * cfg.grad_accum)
-    loader = make_loader(data, sampler, Collate(model.tokenizer, arch.max_text_tokens), workers=cfg.workers)
+    loader = make_loader(data, sampler, Collate(model.tokenizer, arch.max_text_tokens), workers=cfg.workers, pin=device.type == "cuda")
 
     def loss_fn(outputs):
         return esi_loss(outputs, contrastive_weight=cfg.contrastive_weight, caption_weight=cfg.caption_weight, rank=rank, world_size=world)
@@ -173,12 +176,27 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
         writer.write_table("rejects.parquet", pairs.rejects)
         writer.summary.update(
             steps=step, epochs=round(step / steps_per_epoch, 3), pairs=int(len(pairs.indices)), excluded=pairs.excluded,
-            rejects=pairs.rejects.height, text_source=pairs.text_source, parameters=sum(p.numel() for p in model.parameters()),
+            rejects=pairs.rejects.height, text_source=pairs.text_source, parameters=n_params, captions_cut=round(cut, 4),
             ecg_size=arch.ecg.size, embed_dim=arch.ecg.embed_dim, fs=cfg.fs, engine=engine.name, world_size=world,
             final_loss=last.get("loss"), final_contrastive_loss=last.get("contrastive_loss"), final_caption_loss=last.get("caption_loss"),
             samples_per_s=_median([r["samples_per_s"] for r in history[1:]] or [last.get("samples_per_s", 0.0)]),
         )
         return writer.commit()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """All parameters, also when ZeRO-3 has partitioned them (their local numel is then 0; ds_numel is the full size)."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
+CUT_SAMPLE = 20_000  # captions tokenized to estimate the cut fraction: exact below this, evenly spaced above
+
+
+def cut_fraction(tokenizer, texts: list[str], max_tokens: int) -> float:
+    """Fraction of captions longer than max_tokens (special tokens included): the part the model never reads."""
+    picked = texts if len(texts) <= CUT_SAMPLE else [texts[i] for i in range(0, len(texts), len(texts) // CUT_SAMPLE)]
+    lengths = [len(ids) for ids in tokenizer(picked, add_special_tokens=True)["input_ids"]]
+    return sum(n > max_tokens for n in lengths) / max(1, len(lengths))
 
 
 def _median(values: list[float]) -> float:
