@@ -6,8 +6,9 @@ launch on a GPU, and `aten::copy_` calls are layout/dtype round trips. For the p
 tokenizer files + the 6-layer decoder; real PTB-XL 500 Hz x 10 s records) it counts, per step and per phase
 (forward / backward / optimizer):
   - aten ops (every `aten::` event, nested ones included),
-  - `aten::copy_` calls,
-  - launch-like ops: leaf aten ops that move or compute data (views and metadata-only ops excluded).
+  - `aten::copy_` calls, and among them the copies of whole tensors (`copy_T`: not 0-dim; on a CPU every
+    Python scalar in an op is a 0-dim tensor copied for type promotion, which a GPU passes as a kernel argument),
+  - launch-like ops: leaf aten ops that move or compute data (views, metadata-only ops and scalar copies excluded).
 It then times the cpu-demo bare step (atto x MiniLM, 100 Hz x 10 s, batch 32).
 
 usage: .venv/bin/python bench/profile_step.py [--batch 2] [--steps 2] [--autocast] [--fused] [--demo-steps 5] [--json OUT]
@@ -46,6 +47,7 @@ VIEW_OPS = {
     "aten::pin_memory", "aten::is_pinned", "aten::requires_grad_", "aten::zero_", "aten::fill_",
 }
 PHASES = ("forward", "backward", "optimizer")
+KINDS = ("aten", "copy_", "copy_T", "launch")
 
 
 def paper_text_tower(tmp: Path) -> Path:
@@ -115,7 +117,7 @@ def count_ops(step, steps: int) -> dict:
     """Profile `steps` calls of `step`; per-step counts of aten ops, copy_ calls and launch-like ops by phase."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
     events = list(prof.events())
@@ -128,13 +130,15 @@ def count_ops(step, steps: int) -> dict:
             continue
         phase = next((name for lo, hi, name in ranges if lo <= e.time_range.start <= hi), "other")
         counts[phase]["aten"] += 1
+        scalar_copy = e.name == "aten::copy_" and bool(e.input_shapes) and e.input_shapes[0] == []
         counts[phase]["copy_"] += e.name == "aten::copy_"
+        counts[phase]["copy_T"] += e.name == "aten::copy_" and not scalar_copy
         leaf = not any(c.name.startswith("aten::") for c in e.cpu_children)
-        if leaf and e.name not in VIEW_OPS:
+        if leaf and e.name not in VIEW_OPS and not scalar_copy:
             counts[phase]["launch"] += 1
             launch_names[e.name] += 1
-    per_step = {p: {k: c[k] / steps for k in ("aten", "copy_", "launch")} for p, c in counts.items()}
-    per_step["total"] = {k: sum(per_step[p][k] for p in counts) for k in ("aten", "copy_", "launch")}
+    per_step = {p: {k: c[k] / steps for k in KINDS} for p, c in counts.items()}
+    per_step["total"] = {k: sum(per_step[p][k] for p in counts) for k in KINDS}
     per_step["top_launch_ops"] = {k: v / steps for k, v in launch_names.most_common(12)}
     return per_step
 
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="profiled steps (after one warm-up step)")
     parser.add_argument("--autocast", action="store_true", help="bf16 autocast, as the GPU engine runs")
     parser.add_argument("--fused", action="store_true", help="fused AdamW, as the engine builds it on a GPU (CPU kernel)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="crop length (op counts do not depend on it)")
     parser.add_argument("--demo-steps", type=int, default=5, help="timed cpu-demo steps (0 = skip)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
@@ -164,7 +169,7 @@ def main() -> None:
         model = create_model(arch, seed=0).train()
         results["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
         x, texts = ptbxl_500hz(args.batch)
-        batch = {"ecg": x, **model.tokenize(texts)}
+        batch = {"ecg": x[:, :, : round(500 * args.seconds)], **model.tokenize(texts)}
         cfg = build_config("paper", None, {})
         optimizer = make_optimizer(model, cfg, fused=True) if args.fused else make_optimizer(model, cfg)
         step = make_step(model, optimizer, batch, autocast=args.autocast)
@@ -190,16 +195,16 @@ def main() -> None:
         results["cpu_demo_counts"] = count_ops(step, 1)
 
     paper = results["paper"]
-    rows = [{"phase": p, **{k: f"{paper[p][k]:.0f}" for k in ("aten", "copy_", "launch")}} for p in (*PHASES, "other", "total")]
+    rows = [{"phase": p, **{k: f"{paper[p][k]:.0f}" for k in KINDS}} for p in (*PHASES, "other", "total")]
     title = (f"ESI training step op counts (paper profile {results['parameters_m']}M params, batch {args.batch}, "
-             f"500 Hz x 10 s, {'bf16 autocast' if args.autocast else 'fp32'}{', fused AdamW' if args.fused else ''}, CPU profiler; per step)")
+             f"500 Hz x {args.seconds:g} s, {'bf16 autocast' if args.autocast else 'fp32'}{', fused AdamW' if args.fused else ''}, CPU profiler; per step)")
     print(table(title, rows))
     print("top launch-like ops per step:", ", ".join(f"{k} {v:.0f}" for k, v in paper["top_launch_ops"].items()))
     print(f"paper step (warm-up, batch {args.batch}): {results['paper_step_s']} s")
     if "cpu_demo_step_s" in results:
         demo = results["cpu_demo_counts"]["total"]
         print(f"cpu-demo bare step (atto x MiniLM, batch 32, median of {args.demo_steps}): {results['cpu_demo_step_s']} s; "
-              f"per step {demo['aten']:.0f} aten ops, {demo['copy_']:.0f} copy_, {demo['launch']:.0f} launch-like")
+              f"per step {demo['aten']:.0f} aten ops, {demo['copy_']:.0f} copy_ ({demo['copy_T']:.0f} of tensors), {demo['launch']:.0f} launch-like")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
