@@ -210,6 +210,12 @@ def _refuse_overlap(out: Path, guarded: list[tuple[str, Path]]) -> None:
         raise InputError(f"--out {out} {relation} the {what} {path}; choose an --out outside it")
 
 
+def check_out(out: str | Path, kind: str, *, inputs: Iterable[str | Path] = (), force: bool = False) -> None:
+    """The writer's --out checks, for commands that work long before they write (fail before the work)."""
+    _refuse_overlap(Path(out), [("input", Path(p)) for p in inputs])
+    _refuse_existing(Path(out), kind, force)
+
+
 def _kind_at(path: Path) -> str | None:
     """The kind a directory's manifest declares, or None when it is not a readable artifact."""
     try:

@@ -84,6 +84,20 @@ def test_force_never_deletes_a_users_folder_or_file(run_dir, tmp_path):
     assert a_file.read_text() == "keep me"
 
 
+def test_pretrain_refuses_a_bad_out_before_training(run_dir, tmp_path):
+    ds = run_dir / "dataset"
+    result = run_esi("pretrain", ds, "--text-source", "statements", "--out", ds, "--force")
+    assert result.exit_code == 2 and "is the input" in _one_line(result)
+    _intact(ds)
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "table.csv").write_text("keep")
+    result = run_esi("pretrain", ds, "--text-source", "statements", "--out", mine, "--force")
+    assert result.exit_code == 2 and "not a model artifact" in _one_line(result)
+    assert "step" not in result.stderr  # refused before any training step was logged
+    assert (mine / "table.csv").read_text() == "keep"
+
+
 def test_force_never_replaces_an_artifact_of_another_kind(run_dir, small_dataset, tmp_path):
     other = tmp_path / "other_dataset"
     shutil.copytree(small_dataset, other)

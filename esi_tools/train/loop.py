@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..artifacts import ArtifactWriter
+from ..artifacts import ArtifactWriter, check_out
 from ..console import log, progress
 from ..dataset import Dataset
 from ..errors import EsiError, InputError
@@ -91,8 +91,8 @@ def pretrain(cfg: PretrainConfig, dataset_path: Path, out: Path, *, captions: Pa
 
 def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
     out = Path(out)
-    if rank == 0 and out.exists() and not force:
-        raise InputError(f"{out} already exists (pass --force to replace it)")
+    if rank == 0:  # an --out the writer would refuse fails now, not after training
+        check_out(out, "model", inputs=[dataset_path, *([captions] if captions else [])], force=force)
     if cfg.resume:
         checkpoint.find(cfg.resume)  # a wrong path fails now, not after the model is built
     ds = Dataset.open(dataset_path)
