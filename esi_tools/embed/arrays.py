@@ -12,9 +12,9 @@ import numpy as np
 from ..errors import InputError
 from ..signal.leads import STANDARD_LEADS, standard_lead
 from ..signal.resample import resample
+from ..signal.storage import INT16_LIMIT, fill_missing
 
 UNITS = {"uV": 1.0, "µV": 1.0, "mV": 1000.0}  # factor to microvolts
-INT16_LIMIT = 32767  # as esi ingest stores records: +-32.8 mV
 
 
 def lead_order(leads, n_leads: int) -> list[int]:
@@ -33,15 +33,6 @@ def lead_order(leads, n_leads: int) -> list[int]:
     return [STANDARD_LEADS.index(s) for s in std]
 
 
-def _interpolate_nan(uv: np.ndarray) -> np.ndarray:
-    """Per lead, NaN samples linearly interpolated from the finite ones (an all-NaN lead becomes absent: 0)."""
-    missing = ~np.isfinite(uv)
-    for idx in zip(*np.nonzero(missing.any(axis=-1)), strict=True):
-        good = np.flatnonzero(~missing[idx])
-        uv[idx] = np.interp(np.arange(uv.shape[-1]), good, uv[idx][good]) if good.size else 0.0
-    return uv
-
-
 def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads=None) -> np.ndarray:
     """(12, L) or (N, 12, L) in `units` at `fs` -> (N, 12, L') float32 mV at `target_fs`.
 
@@ -57,7 +48,8 @@ def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads
     if not np.isfinite(fs) or fs <= 0:
         raise InputError(f"sampling rate must be positive, got {fs}")
     order = lead_order(leads, arr.shape[1])
-    uv = _interpolate_nan(arr * UNITS[units])
+    uv = arr * UNITS[units]
+    fill_missing(uv, ~np.isfinite(uv))
     uv = resample(uv, float(fs), float(target_fs))
     out = np.zeros((uv.shape[0], len(STANDARD_LEADS), uv.shape[-1]), np.float32)
     out[:, order] = np.clip(np.rint(uv), -INT16_LIMIT, INT16_LIMIT)

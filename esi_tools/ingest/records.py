@@ -19,13 +19,13 @@ import numpy as np
 from ..errors import RecordError
 from ..signal.leads import STANDARD_LEADS, assign_leads
 from ..signal.resample import margin, ratio, resample
+from ..signal.storage import INT16_LIMIT, fill_missing
 from .paths import inside
 from .sources import RecordSpec, parse_comments
 from .wfdb_reader import Header, Signal, read_header
 
 FLAT_UV = 10.0  # a lead whose peak-to-peak is below 10 uV carries no ECG (disconnected or zeroed)
 MAX_NAN_FRACTION = 0.05  # up to 5 % missing samples per lead are interpolated; more and the record is rejected
-INT16_LIMIT = 32767  # storage is int16 microvolts: +-32.8 mV, beyond any physiological ECG
 MAX_READ_VALUES = 1 << 25  # samples x signals read at once (128 MiB as float32): bounds a worker's memory
 MAX_WINDOWS = 100_000  # windows per recording: 11.5 days at a 10 s stride; more is not one ECG recording
 MIMIC_PATH = re.compile(r"/p\d{4}/p\d{8}/s\d{8}/\d{8}\.hea$")  # MIMIC-IV-ECG: files/pNNNN/pNNNNNNNN/sNNNNNNNN/<study>
@@ -127,9 +127,7 @@ def _load(task: Task) -> list[Loaded]:
     meta = _record_meta(spec, hdr, opts, leads, flags)
     uv = signal.read(begin, end) * 1000.0
     missing = np.isnan(uv)
-    for i in np.flatnonzero(missing.any(axis=1)):
-        good = np.flatnonzero(~missing[i])
-        uv[i] = np.interp(np.arange(uv.shape[1]), good, uv[i, good]) if good.size else 0.0
+    fill_missing(uv, missing)
     resampled = resample(uv, hdr.fs, opts.fs)
     offset0 = begin * up // down
     out = []

@@ -25,16 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..signal.leads import STANDARD_LEADS
-from .ecg_encoder import Block
+from .ecg_encoder import SIZES, Block
 
 VARIANT = "esi-release"
-# The ConvNeXt-V2 sizes the release's main.py can train (depths, dims); its --dim defaults to 768.
+# The ConvNeXt-V2 sizes the release's main.py can train: ours of the same names (depths, dims); --dim is 768.
 RELEASE_SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "nano": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
-    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    name: SIZES[name] for name in ("atto", "nano", "tiny", "base", "large")
 }
 # wfdb's p_signal channel order in MIMIC-IV-ECG headers, which the release feeds unchanged.
 MIMIC_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")

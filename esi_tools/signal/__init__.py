@@ -1,1 +1,1 @@
-"""Signal helpers shared by ingest, features and training: lead names, resampling."""
+"""Signal helpers shared by ingest, features and training: lead names, resampling, storage."""
