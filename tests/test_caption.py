@@ -65,7 +65,7 @@ def read(out: Path):
 def test_template_captions_state_real_measurements_findings_and_statements(inputs, tmp_path):
     from esi_tools.caption.template_provider import FINDINGS, RHYTHMS
 
-    result = caption(inputs, out=tmp_path / "c")
+    result = caption(inputs, "--words", "1000", out=tmp_path / "c")  # no budget: every fact must be there
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "c")
     table, manifest = read(tmp_path / "c")
@@ -96,6 +96,29 @@ def test_template_captions_state_real_measurements_findings_and_statements(input
     openings = {" ".join(c.split()[:2]) for c in table["caption"]}
     assert len(openings) >= 4  # phrasing varies: not one boilerplate string
     assert table["caption"].n_unique() == table.height or table["prompt_hash"].n_unique() < table.height
+
+
+def test_template_captions_keep_whole_sentences_by_priority_within_the_budget(inputs, tmp_path):
+    """Issue 16.4: at the default budget <= 5 % exceed the cpu-demo text tower's 64 MiniLM tokens, no sentence is
+    cut, and what is dropped is the low-priority part (rhythm/rate, findings and statements stay first)."""
+    from esi_tools.model.text_encoder import load_tokenizer
+
+    assert caption(inputs, out=tmp_path / "short").exit_code == 0
+    assert caption(inputs, "--words", "1000", out=tmp_path / "full").exit_code == 0
+    short, manifest = read(tmp_path / "short")
+    full = read(tmp_path / "full")[0]
+    tokens = [len(ids) for ids in load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")(short["caption"].to_list())["input_ids"]]
+    assert np.mean(np.array(tokens) > 64) <= 0.05
+    assert np.mean([len(ids) > 64 for ids in load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")(full["caption"].to_list())["input_ids"]]) > 0.5
+    statements = 0
+    for a, b in zip(short["caption"], full["caption"], strict=True):
+        kept = re.split(r"(?<=\.) (?=[A-Z])", a)
+        assert a.endswith(".") and len(kept) < len(re.split(r"(?<=\.) (?=[A-Z])", b)) + 1  # whole sentences only
+        assert len(a.split()) <= 33 or len(kept) == 1  # within budget (the opening alone may exceed it)
+        assert re.search(r"rhythm|ECG|sinus|shows", kept[0])  # the rhythm/rate opening always stays
+        statements += any(s.startswith(("The statements recorded", "It was labelled", "Recorded interpretation")) for s in kept)
+    assert statements > 0.8 * short.height  # the recorded statements outrank intervals and knowledge
+    assert manifest["parameters"]["words"] == 33
 
 
 def test_template_captions_are_seeded(inputs, tmp_path):

@@ -1,6 +1,7 @@
 """Evidence -> prompt: a versioned template file with a [system] and a [user] part and named placeholders.
 
-The shipped template is `templates/v1.txt`; `--template FILE` replaces it. The template's name and sha256
+The shipped template is `templates/v2.txt` (v1 asked for 80-160 words, which a 64- or 128-token text tower
+cuts: v2 asks for at most {words}, `esi caption --words`); `--template FILE` replaces it. The template's name and sha256
 go into the manifest, and each record's prompt hash into captions.parquet, so a caption can be traced to
 the exact text that produced it. Free text (statements, passages) arrives scrubbed and capped (evidence.py)
 and is fenced here as quoted data, which the system message declares not to be instructions.
@@ -17,8 +18,8 @@ from ..errors import InputError
 from .scrub import DATA_NOTE, fence
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-DEFAULT_TEMPLATE = "v1"  # the newest shipped template; older ones stay for reproducing old artifacts
-FIELDS = ("demographics", "measurements", "findings", "statements", "passages", "passage_ids")
+DEFAULT_TEMPLATE = "v2"  # the newest shipped template; older ones stay for reproducing old artifacts
+FIELDS = ("demographics", "measurements", "findings", "statements", "passages", "passage_ids", "words")
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,10 @@ class Template:
     system: str
     user: str
 
-    def render(self, evidence: dict) -> tuple[str, str]:
-        """(system, user) messages for one record's evidence; the system message always ends by declaring
-        the fenced free text to be data (whatever template is used)."""
-        sections = sections_for(evidence)
+    def render(self, evidence: dict, *, words: int = 33) -> tuple[str, str]:
+        """(system, user) messages for one record's evidence ({words}: the caption's length budget); the system
+        message always ends by declaring the fenced free text to be data (whatever template is used)."""
+        sections = sections_for(evidence) | {"words": str(words)}
         return f"{self.system.format_map(sections)}\n{DATA_NOTE}", self.user.format_map(sections)
 
 

@@ -4,6 +4,11 @@ Every sentence has several phrasings and the section order varies; the choice is
 hash), so the same evidence always gives the same caption while a corpus does not read as one boilerplate
 string. Only facts in the evidence are stated: measured values, flagged findings, recorded statements and
 the first sentence of retrieved passages linked to the record's own labels or findings, cited by their id.
+
+A caption has a length budget in words (`esi caption --words`): whole sentences are kept by priority (rhythm
+and rate, recorded statements, flagged findings, intervals, axis, knowledge, other values) until the budget is
+spent, so the text tower's token limit does not cut a caption in the middle (at the default budget, <= 5 %
+of PTB-XL captions exceed 64 MiniLM tokens; measured in bench/ABLATIONS.md).
 """
 
 from __future__ import annotations
@@ -94,8 +99,10 @@ def who(evidence: dict, rng: random.Random) -> str:
     return f"{age}-year-old {noun}"
 
 
-def caption(evidence: dict, *, seed: int, prompt_hash: str) -> str:
-    """One fluent caption for one record's evidence; deterministic in (seed, prompt_hash)."""
+def caption(evidence: dict, *, seed: int, prompt_hash: str, words: int | None = None) -> str:
+    """One fluent caption for one record's evidence; deterministic in (seed, prompt_hash, words).
+
+    words: length budget; sentences that would exceed it are left out, lowest priority first (None = all)."""
     rng = random.Random(f"{seed}:{prompt_hash}")
     measured = {m["name"]: m for m in evidence.get("measurements") or []}
     finding_ids = [f["id"] for f in evidence.get("findings") or []]
@@ -109,11 +116,26 @@ def caption(evidence: dict, *, seed: int, prompt_hash: str) -> str:
     else:
         opening = rng.choice(OPENINGS).format(who=who(evidence, rng), rhythm=rhythm, rate=rate)
 
-    body = [s for s in (_intervals(measured, rng), _axis(measured, rng), _others(measured, rng)) if s]
+    intervals, axis, others = _intervals(measured, rng), _axis(measured, rng), _others(measured, rng)
     findings = _findings(evidence, finding_ids, rhythm_id, titles, rng)
-    order = [*body, findings] if rng.random() < 0.5 else [findings, *body]
-    sentences = [opening, *order, _statements(evidence, rng), *_passages(evidence, rng)]
-    return " ".join(s for s in sentences if s)
+    order = [intervals, axis, others, findings] if rng.random() < 0.5 else [findings, intervals, axis, others]
+    statements, passages = _statements(evidence, rng), _passages(evidence, rng)
+    sentences = [opening, *order, statements, *passages]
+    kept = _within(words, [opening, statements, findings, intervals, axis, *passages[:1], others, *passages[1:]])
+    return " ".join(s for s in sentences if s and s in kept)
+
+
+def _within(words: int | None, by_priority: list[str]) -> set[str]:
+    """The sentences that fit `words`, taken in priority order (one that does not fit is skipped, not cut)."""
+    if words is None:
+        return set(by_priority)
+    kept, used = set(), 0
+    for sentence in by_priority:
+        n = len(sentence.split())
+        if sentence and (used + n <= words or not kept):  # the opening always stays
+            kept.add(sentence)
+            used += n
+    return kept
 
 
 def _intervals(measured: dict, rng: random.Random) -> str:
