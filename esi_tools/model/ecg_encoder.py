@@ -118,9 +118,13 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x.transpose(1, 2)).transpose(1, 2)
 
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C)."""
-        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.norm(self.depthwise(x))))))
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch on (B, T, C) tokens (what `torch.compile` fuses: one graph per stage's shape)."""
+        return self.pwconv2(self.grn(F.gelu(self.pwconv1(self.norm(self.depthwise(x))))))
+
+    def tokens(self, x: torch.Tensor, branch=None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); `branch` is a compiled `Block.branch` taking (block, x), if any."""
+        y = branch(self, x) if branch is not None else self.branch(x)
         if self.training and self.drop_path > 0:
             keep = 1.0 - self.drop_path
             mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
@@ -151,7 +155,7 @@ class ConvNeXtV2_1D(nn.Module):
             start += depth
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.apply(_init_weights)
-        self.checkpointing, self.block_fns = False, {}
+        self.checkpointing, self.compiled_branch = False, None
 
     @staticmethod
     def stem(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
@@ -175,16 +179,19 @@ class ConvNeXtV2_1D(nn.Module):
         return self.norm(x)
 
     def _run(self, block: Block, x: torch.Tensor) -> torch.Tensor:
-        fn = self.block_fns.get(id(block), block.tokens)
         if self.checkpointing and self.training and torch.is_grad_enabled():
             # recompute the block in backward: activations of ~1 block per stage instead of all of them
-            return torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
-        return fn(x)
+            return torch.utils.checkpoint.checkpoint(block.tokens, x, self.compiled_branch, use_reentrant=False)
+        return block.tokens(x, self.compiled_branch)
 
     def configure(self, *, checkpointing: bool = False, compile: bool = False) -> None:
-        """Activation checkpointing per block; torch.compile per block (static shapes: fixed crop length)."""
+        """Activation checkpointing per block; torch.compile of the block's branch (static shapes: fixed crop length).
+
+        One compiled function serves every block: the block is an argument, so its weights are graph inputs and
+        only each stage's shape compiles (4 graphs, not one per block; stochastic depth stays outside the graph).
+        """
         self.checkpointing = checkpointing
-        self.block_fns = {id(b): torch.compile(b.tokens, dynamic=False) for stage in self.stages for b in stage} if compile else {}
+        self.compiled_branch = torch.compile(Block.branch, dynamic=False) if compile else None
 
 
 def _init_weights(module: nn.Module) -> None:
