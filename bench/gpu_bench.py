@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT))
 RECIPE_SAMPLES = 800_000 * 40  # the paper recipe on MIMIC-IV-ECG
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H20": 148e12, "A100": 312e12, "L40S": 362e12, "L40": 181e12, "A10": 125e12, "L4": 121e12}
 # name: (engine JSON or None, batch, compile); the bare rows are added by `main`
-CONFIGS = {
+CONFIGS = {  # in order of what decides issue 12's goals first
     "plain-b64": (None, 64, False),
-    "plain-b256": (None, 256, False),
-    "plain-b64-compile": (None, 64, True),
-    "zero1-b64": ("zero1", 64, False),
     "zero2-b64": ("zero2", 64, False),
     "zero3-b64": ("zero3", 64, False),
+    "plain-b256": (None, 256, False),
+    "plain-b256-compile": (None, 256, True),
+    "zero1-b64": ("zero1", 64, False),
 }
 
 
@@ -113,7 +113,12 @@ def bare(args, text_dir: Path, dataset: Path) -> list[dict]:
     crop = int(cfg_arch["fs"] * cfg_arch["seconds"])
     optimizer = make_optimizer(model, PretrainConfig())
     rows = []
-    for batch in args.batches:
+    for variant in args.batches:
+        batch, _, option = variant.partition("-")
+        batch = int(batch)
+        if args.dry_run:
+            batch = max(2, batch // 32)
+        model.configure(grad_checkpointing=option == "ckpt", compile=option == "compile")
         idx = np.arange(batch) % len(ds)
         x = torch.from_numpy(standardise(ds.millivolts(idx)[:, :, :crop])).to(device)
         enc = {k: v.to(device) for k, v in model.tokenize([texts[i] or "normal ecg" for i in idx]).items()}
@@ -139,9 +144,35 @@ def bare(args, text_dir: Path, dataset: Path) -> list[dict]:
             if i >= args.warmup:
                 times.append(time.perf_counter() - t)
         mem = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else float("nan")
-        rows.append({"config": f"bare-b{batch}", "batch": batch, "samples_per_s": batch / statistics.median(times),
+        rows.append({"config": f"bare-{variant}", "batch": batch, "samples_per_s": batch / statistics.median(times),
                      "peak_mem_gb": mem, "flops_per_sample": fps, "steps": args.steps})
+        log_row(args, rows[-1])
+        if variant == args.profile and args.log_dir:
+            profile_steps(step, args.log_dir / f"profile-bare-{variant}.txt", device)
+        if time.monotonic() > args.deadline:
+            break
+    model.configure()
     return rows
+
+
+def profile_steps(step, path: Path, device: str, n: int = 3) -> None:
+    """torch.profiler over `n` steps: the top ops by device time and the kernel count per step, to `path`."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    kernels = sum(e.count for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    copies = sum(e.count for e in events if e.key == "aten::copy_")
+    head = f"{n} steps; device kernels per step: {kernels / n:.0f}; aten::copy_ per step: {copies / n:.0f}\n"
+    path.write_text(head + events.table(sort_by=sort, row_limit=45, max_name_column_width=60))
+    print(head.strip(), file=sys.stderr)
 
 
 def pretrain_row(args, name: str, text_dir: Path, dataset: Path, work: Path, flops: float) -> dict:
@@ -166,8 +197,13 @@ def pretrain_row(args, name: str, text_dir: Path, dataset: Path, work: Path, flo
         cmd += ["--compile"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.run_timeout)
+    except subprocess.TimeoutExpired:
+        return {"config": name, "batch": batch, "error": f"no result within {args.run_timeout} s"}
     wall = time.perf_counter() - t
+    if args.log_dir:
+        (args.log_dir / f"{name}.stderr.txt").write_text(proc.stderr[-20000:])
     if proc.returncode != 0:
         print(f"{name}: failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:] }", file=sys.stderr)
         return {"config": name, "batch": batch, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
@@ -178,6 +214,14 @@ def pretrain_row(args, name: str, text_dir: Path, dataset: Path, work: Path, flo
     return {"config": name, "batch": batch * args.ngpu, "samples_per_s": float(steady["samples_per_s"].median()),
             "peak_mem_gb": mem, "flops_per_sample": flops, "steps": log.height, "wall_s": wall,
             "parameters_m": summary["parameters"] / 1e6}
+
+
+def log_row(args, row: dict) -> None:
+    """Each row as soon as it is measured (a run cut short still leaves what it measured)."""
+    print(json.dumps(row), file=sys.stderr)
+    if args.log_dir:
+        with open(args.log_dir / "rows.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
 
 
 def table(rows: list[dict], *, gpu: str, ngpu: int, dry: bool) -> str:
@@ -205,7 +249,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dataset", type=Path, help="dataset artifact of PTB-XL 500 Hz records (esi ingest ptbxl --fs 500)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}, or none")
-    parser.add_argument("--batches", default="64,256", help="batch sizes of the bare step ('' = no bare row)")
+    parser.add_argument("--batches", default="64,256,256-compile,256-ckpt",
+                        help="bare-step rows: batch size, optionally -compile or -ckpt (grad checkpointing); '' = none")
+    parser.add_argument("--profile", default="256", help="bare row to profile (top ops, kernels and copy_ per step)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="rows.jsonl, profiles and each run's stderr go here")
+    parser.add_argument("--budget", type=float, default=1e9, help="seconds: start no new row after this")
+    parser.add_argument("--run-timeout", type=float, default=240, help="seconds per `esi pretrain` run")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--workers", type=int, default=8)
@@ -213,9 +262,11 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: tests this script")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="Markdown file to append to")
     args = parser.parse_args()
-    args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    args.batches = [b.strip() for b in args.batches.split(",") if b.strip()]
+    args.deadline = time.monotonic() + args.budget
+    if args.log_dir:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
     if args.dry_run:
-        args.batches = [max(2, b // 32) for b in args.batches]
         args.warmup = min(args.warmup, args.steps - 1)
 
     import torch
@@ -231,8 +282,11 @@ def main() -> None:
         for name in [c for c in args.configs.split(",") if c.strip() and c != "none"]:
             if name not in CONFIGS:
                 raise SystemExit(f"unknown config {name} (known: {', '.join(CONFIGS)})")
+            if time.monotonic() > args.deadline:
+                print(f"{name}: skipped (--budget spent)", file=sys.stderr)
+                continue
             rows.append(pretrain_row(args, name, text_dir, args.dataset, work, flops))
-            print(json.dumps(rows[-1]), file=sys.stderr)
+            log_row(args, rows[-1])
     text = table(rows, gpu=gpu, ngpu=args.ngpu, dry=args.dry_run)
     print(text)
     with open(args.results, "a") as fh:
