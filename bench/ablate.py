@@ -81,11 +81,11 @@ def parse(argv: list[str]) -> dict:
     return opts
 
 
-def esi(out: Path, *args) -> Path:
-    """`esi ARGS --out OUT` in this process, unless OUT already holds an artifact (then it is kept)."""
+def esi(out: Path, *args, keep: bool = True) -> Path:
+    """`esi ARGS --out OUT` in this process, unless OUT already holds an artifact and `keep` (then it is kept)."""
     from commands.main import app
 
-    if (out / "manifest.json").exists():
+    if keep and (out / "manifest.json").exists():
         log(f"= {out} (exists, kept)")
         return out
     argv = [str(a) for a in args] + ["--out", str(out)]
@@ -320,7 +320,8 @@ def main(argv: list[str]) -> int:
 
     report.write_text(f"# Ablations (issue 16)\n\nWritten by `just ablate {' '.join(argv)}` on {summary['date']}; machine: {machine()}. "
                       f"Artifacts in `{out}`; the same section is `{out / 'ablation.md'}` (data: `{out / 'ablation.json'}`).\n\n" + text)
-    log(f"ablation: {report}")
+    esi(out / "report", "report", out, "--force", keep=False)  # the run's report, the ablation its last section
+    log(f"ablation: {report}; report: {out / 'report' / 'report.html'}")
     print(report)
     return 0
 

@@ -63,6 +63,9 @@ def test_tiny_ablation_end_to_end(tmp_path):
     text = report.read_text()
     assert "### superdiagnostic" in text and "Chosen on fold 9" in text and f"| default | {zs['strategy'][0]} (" in text
     assert (out / "ablation.md").read_text() in text
+    page = (out / "report" / "report.md").read_text()  # the run's report ends with the ablation section
+    assert "Ablation: what helps the ESI encoder" in page and "Chosen on fold 9" in page
+    assert page.index("Ablation: what helps") > page.index("Probe: superdiagnostic")
 
     # rerun: every artifact present is kept (nothing recomputed); a model that saw fold 10 (a doctored copy of
     # the default's manifest) is refused before anything is probed with it

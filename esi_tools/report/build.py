@@ -191,6 +191,9 @@ def build_report(run_dir: Path, out: Path, *, force: bool = False) -> Path:
         evaluation_section(page, art, run_dir, f"Probe: {art.summary.get('task', '')}")
     for art in by_kind.get("identification", []):
         evaluation_section(page, art, run_dir, "Subject identification")
+    ablation = run_dir / "ablation.md"  # written by `just ablate` (bench/ablate.py) into its run directory
+    if ablation.is_file() and not ablation.is_symlink():
+        page.markdown(ablation.read_text(errors="replace"))
     inputs = {f"{a.kind}:{_rel(a.path, run_dir)}": a for a in arts}
     with ArtifactWriter(out, "report", parameters={"run_dir": str(run_dir.resolve())}, inputs=inputs, force=force) as w:
         w.path("report.html").write_text(to_html(page))

@@ -33,6 +33,27 @@ class Page:
             split = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
             self.blocks.append(("table", split[0], split[2:]))
 
+    def markdown(self, text: str, *, shift: int = 0) -> None:
+        """A Markdown section written by a tool (e.g. `just ablate`'s ablation.md): headings (moved `shift`
+        levels down), pipe tables and paragraphs; list items and other lines are kept as paragraphs of text."""
+        lines, i = text.splitlines(), 0
+        while i < len(lines):
+            line = lines[i].strip()
+            if line.startswith("#"):
+                hashes = len(line) - len(line.lstrip("#"))
+                self.heading(line[hashes:].strip(), min(6, hashes + shift))
+            elif line.startswith("|"):
+                start = i
+                while i + 1 < len(lines) and lines[i + 1].strip().startswith("|"):
+                    i += 1
+                self.markdown_table("\n".join(lines[start : i + 1]))
+            elif line:
+                start = i
+                while i + 1 < len(lines) and lines[i + 1].strip() and not lines[i + 1].strip().startswith(("#", "|", "- ")):
+                    i += 1
+                self.text(" ".join(ln.strip() for ln in lines[start : i + 1]))
+            i += 1
+
     def image(self, name: str, png: bytes, caption: str, width_mm: float | None = None) -> str:
         """Add a figure; its file name is made safe (record ids like `data/1` hold slashes) and unique.
         `width_mm` shows it at that physical width (ECG paper at real size). Returns the file name used."""
