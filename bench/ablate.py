@@ -13,7 +13,8 @@ bootstrap of the difference to random-init. Arms:
     seed1, seed2      the default with seeds 1 and 2 (the seed spread)
 
 Beside them: the default's contrastive `embedding` readout against `stages` pooling, fine-tuning of the
-default encoder (`esi probe --finetune`) on the whole subset, and the random-init and features baselines.
+default encoder (`esi probe --finetune`) on the whole subset against fine-tuning the same architecture from
+random weights (`--finetune-scratch`), and the random-init and features baselines.
 Each step writes one artifact under out= and is skipped when its manifest exists, so an interrupted run
 resumes where it stopped (pretraining also resumes from its last checkpoint). The commands run in this one
 process through the `esi` CLI (one torch import instead of dozens).
@@ -153,8 +154,9 @@ def run(opts: dict) -> dict[str, dict]:
         probes[arm] = {task: esi(out / arm / f"probe-{task}", "probe", ds, *emb, "--zero-shot", model, *probe_args(opts, task))
                        for task in tasks}
     if opts["finetune"] == "yes" and "default" in models:
-        probes["finetune"] = {task: esi(out / "finetune" / f"probe-{task}", "probe", ds, "--finetune", models["default"],
-                                        "--finetune-epochs", opts["epochs"], *probe_args(opts, task)) for task in tasks}
+        for group, option in (("finetune", "--finetune"), ("finetune-scratch", "--finetune-scratch")):
+            probes[group] = {task: esi(out / group / f"probe-{task}", "probe", ds, option, models["default"],
+                                       "--finetune-epochs", opts["epochs"], *probe_args(opts, task)) for task in tasks}
     return {"probes": probes, "models": models, "dataset": ds}
 
 
@@ -204,6 +206,13 @@ def collect(result: dict, opts: dict) -> dict:
                 per_class = [c for c in json.loads((art.path / "metrics.json").read_text())["per_class"] if c["method"] == "zero-shot"]
                 zero_shot.append({"group": group, "task": task, "strategy": z["strategy"][0], "val_macro_auroc": z["val_macro_auroc"][0],
                                   "per_class": {c["class"]: c["auroc"] for c in per_class}})
+    finetune_gain = {}  # fine-tuning the pretrained encoder minus fine-tuning the same architecture from scratch
+    for task, path in result["probes"].get("finetune", {}).items():
+        if task in result["probes"].get("finetune-scratch", {}):
+            pretrained, scratch = (open_artifact(p, "probe").table("predictions.parquet").filter(method="finetune")
+                                   for p in (path, result["probes"]["finetune-scratch"][task]))
+            classes = json.loads((Path(path) / "metrics.json").read_text())["classes"]
+            finetune_gain[task] = dict(zip(("delta", "delta_low", "delta_high"), paired_delta(pretrained, scratch, classes, resamples)))
     chosen = {}
     for task in opts["tasks"].split(","):
         esi_rows = [r for r in rows if r["task"] == task and r["method"] == "linear" and r["group"] not in ("baselines",)
@@ -232,7 +241,7 @@ def collect(result: dict, opts: dict) -> dict:
                             "minutes": float(log_rows["wall_s"][-1]) / 60 if log_rows.height else None})
     return {"scale": {k: opts[k] for k in ("limit", "steps", "batch", "llm", "arms", "tasks", "bootstrap", "finetune", "epochs")},
             "date": date.today().isoformat(), "rows": rows, "zero_shot": zero_shot, "chosen_on_fold9": chosen,
-            "seed_spread": spread, "pretraining": pretraining}
+            "seed_spread": spread, "finetune_gain": finetune_gain, "pretraining": pretraining}
 
 
 def _f(v, digits=3) -> str:
@@ -274,6 +283,10 @@ def section(summary: dict) -> str:
                       f"{_f(chosen['macro_auroc'])} [{_f(chosen['ci_low'])}, {_f(chosen['ci_high'])}], Δ vs random-init "
                       f"{_f(chosen['delta'])} [{_f(chosen['delta_low'])}, {_f(chosen['delta_high'])}]: "
                       + ("better outside the CI." if separated else "not separated from random-init at this scale.")]
+        gain = summary.get("finetune_gain", {}).get(task)
+        if gain:
+            lines += ["", f"Fine-tuning, pretrained minus from scratch (same architecture, epochs and seed; paired bootstrap): "
+                      f"{_f(gain['delta'])} [{_f(gain['delta_low'])}, {_f(gain['delta_high'])}]."]
         spread = summary["seed_spread"].get(task)
         if spread:
             lines += ["", f"Seed spread of the default (seeds 0-{spread['n'] - 1}, linear probe on stages): mean "

@@ -32,6 +32,8 @@ def probe(
     folds: int = typer.Option(5, "--folds", help="Number of patient-grouped folds for --split kfold."),
     min_positives: int = typer.Option(5, "--min-positives", help="Drop classes with fewer training positives."),
     finetune: Path = typer.Option(None, "--finetune", help="Also fine-tune this ESI model's encoder end to end."),
+    finetune_scratch: Path = typer.Option(None, "--finetune-scratch", help="Also fine-tune this model's architecture from random "
+                                          "weights (the supervised baseline --finetune must beat)."),
     finetune_epochs: int = typer.Option(20, "--finetune-epochs", help="Most fine-tuning epochs (early stopping on val AUROC)."),
     zero_shot: Path = typer.Option(None, "--zero-shot", help="Also score classes zero-shot with this ESI model."),
     zero_shot_prompts: str = typer.Option("auto", "--zero-shot-prompts", help="Grouped classes (e.g. STTC): prevalence "
@@ -48,7 +50,8 @@ def probe(
     path = resolve_input(dataset)
     config = ProbeConfig(
         task=task, fractions=tuple(fraction), split=split, folds=folds, seed=seed, min_positives=min_positives,
-        bootstrap=bootstrap, finetune=str(finetune) if finetune else None, zero_shot=str(zero_shot) if zero_shot else None,
+        bootstrap=bootstrap, finetune=str(finetune) if finetune else None,
+        finetune_scratch=str(finetune_scratch) if finetune_scratch else None, zero_shot=str(zero_shot) if zero_shot else None,
         zero_shot_prompts=zero_shot_prompts, finetune_epochs=finetune_epochs, names=tuple(name),
     )
     target = out or default_out("probe", path.resolve(), [p.resolve() for p in embeddings], config)

@@ -40,7 +40,10 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert got == {("baselines", "linear", "random-init"), ("baselines", "linear", "features"),
                    ("default", "linear", "default:stages"), ("default", "linear", "default:embedding"),
                    ("default", "zero-shot", "esi:model"), ("contrastive-only", "linear", "contrastive-only:stages"),
-                   ("contrastive-only", "zero-shot", "esi:model"), ("finetune", "finetune", "esi:model")}
+                   ("contrastive-only", "zero-shot", "esi:model"), ("finetune", "finetune", "esi:model"),
+                   ("finetune-scratch", "finetune", "scratch:model")}
+    gain = summary["finetune_gain"]["superdiagnostic"]
+    assert gain["delta_low"] <= gain["delta"] <= gain["delta_high"]
     for r in rows:
         assert 0 <= r["ci_low"] <= r["macro_auroc"] <= r["ci_high"] <= 1 and r["val_macro_auroc"] is not None
         if r["representation"] != "random-init":

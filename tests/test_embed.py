@@ -4,6 +4,7 @@ plus fine-tuning and zero-shot through esi probe with a tiny model trained for o
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,12 +83,16 @@ def test_checkpoint_embedding_finetune_and_zero_shot(small_dataset, tiny_model, 
     assert np.allclose(emb.array("embeddings.npy")[:4], expected, atol=1e-5)
 
     result = run_esi("probe", small_dataset, "-e", tmp_path / "stages", "--finetune", tiny_model, "--finetune-epochs", "1",
-                     "--zero-shot", tiny_model, "--task", "superdiagnostic", "--min-positives", "3", "--bootstrap", "50",
+                     "--finetune-scratch", tiny_model, "--zero-shot", tiny_model, "--task", "superdiagnostic", "--min-positives", "3", "--bootstrap", "50",
                      "--out", tmp_path / "p")
     assert result.exit_code == 0, result.stderr
     art = open_artifact(tmp_path / "p", "probe")
     results = art.table("results.parquet")
-    assert sorted(results["method"].to_list()) == ["finetune", "linear", "zero-shot"]
+    assert sorted(results["method"].to_list()) == ["finetune", "finetune", "linear", "zero-shot"]
+    name = Path(tiny_model).name
+    pred = art.table("predictions.parquet").filter(method="finetune")
+    pretrained, scratch = (pred.filter(embedding=e).sort("record_id", "class")["score"].to_numpy() for e in (f"esi:{name}", f"scratch:{name}"))
+    assert pretrained.shape == scratch.shape and pretrained.size and not np.allclose(pretrained, scratch)  # random weights, not the checkpoint's
     assert results["macro_auroc"].is_between(0, 1).all()
     prompts = dict(art.table("prompts.parquet").iter_rows())
     assert prompts["NORM"].startswith("Normal ECG.") and "[normal_ecg]" in prompts["NORM"]

@@ -1,5 +1,7 @@
 """Fine-tuning: a checkpoint's ECG encoder + a linear head trained end to end on the training rows.
 
+With `from_scratch` the same architecture starts from random weights instead: what pretraining must beat.
+
 The head reads the backbone's last stage mean-pooled over time (the contrastive projection is dropped: it
 was shaped for text matching). Early stopping keeps the epoch with the best validation macro AUROC; the test
 rows are scored once, with that epoch's weights.
@@ -25,6 +27,7 @@ class FinetuneConfig:
     lr_head: float = 1e-3  # the new head starts from scratch
     weight_decay: float = 0.05  # ConvNeXt-V2 fine-tuning default
     seed: int = 0  # head init and batch order
+    from_scratch: bool = False  # same architecture, random weights: the supervised baseline for a pretrained encoder
 
 
 @dataclass
@@ -59,6 +62,8 @@ def finetune(model_dir, dataset, rows: np.ndarray, y: np.ndarray, train, val, te
 
     torch.manual_seed(config.seed)
     encoder = load_ecg_encoder(model_dir)
+    if config.from_scratch:
+        encoder = type(encoder)(encoder.config)  # fresh weights drawn under the seed above
     backbone = encoder.backbone
 
     class Classifier(nn.Module):

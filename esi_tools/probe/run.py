@@ -33,6 +33,7 @@ class ProbeConfig:
     min_positives: int = 5  # a class needs this many training positives to be fitted and scored
     bootstrap: int = metrics.BOOTSTRAP  # resamples for the 95 % CIs
     finetune: str | None = None  # model dir: also fine-tune its encoder end to end
+    finetune_scratch: str | None = None  # model dir: also fine-tune its architecture from random weights (the baseline)
     zero_shot: str | None = None  # model dir: also score classes by ECG-text similarity
     zero_shot_prompts: str = "auto"  # prevalence | ensemble | auto (the better of both on validation)
     finetune_epochs: int = 20  # upper bound; early stopping on validation macro AUROC usually ends sooner
@@ -86,15 +87,15 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
     records = dataset.records
     record_ids = records["record_id"].cast(str).to_list()
     embeddings = [Embeddings.open(p) for p in embedding_paths]
-    if not embeddings and not (config.finetune or config.zero_shot):
-        raise InputError("nothing to evaluate: give --embeddings, --finetune or --zero-shot")
+    if not embeddings and not (config.finetune or config.finetune_scratch or config.zero_shot):
+        raise InputError("nothing to evaluate: give --embeddings, --finetune, --finetune-scratch or --zero-shot")
     names = _names(embeddings, config.names)
     from .zeroshot import CHOICES
 
     if config.zero_shot_prompts not in CHOICES:
         raise InputError(f"--zero-shot-prompts must be one of {', '.join(CHOICES)}, not '{config.zero_shot_prompts}'")
     matrices = [e.aligned(record_ids) for e in embeddings]
-    for model_dir in filter(None, (config.finetune, config.zero_shot)):
+    for model_dir in filter(None, (config.finetune, config.finetune_scratch, config.zero_shot)):
         from ..embed.run import check_model_fs
 
         check_model_fs(model_dir, dataset)
@@ -131,12 +132,15 @@ def probe(config: ProbeConfig, dataset_path, embedding_paths: list, out, *, forc
                 x = matrix[task.rows]
                 res = linear_probe(x[sub], task.y[sub], x[va], y_va, x[te])
                 record("linear", name, fraction, sub.size, te, res.scores_val, y_va, res.scores_test, {"C": res.c})
-            if config.finetune:
+            for model_dir, scratch in ((config.finetune, False), (config.finetune_scratch, True)):
+                if not model_dir:
+                    continue
                 from .finetune import FinetuneConfig, finetune
 
-                res = finetune(config.finetune, dataset, task.rows, task.y, sub, va, te,
-                               FinetuneConfig(epochs=config.finetune_epochs, seed=config.seed))
-                record("finetune", f"esi:{Path(config.finetune).name}", fraction, sub.size, te, res.scores_val, y_va, res.scores_test, {"epochs": res.best_epoch})
+                res = finetune(model_dir, dataset, task.rows, task.y, sub, va, te,
+                               FinetuneConfig(epochs=config.finetune_epochs, seed=config.seed, from_scratch=scratch))
+                record("finetune", f"{'scratch' if scratch else 'esi'}:{Path(model_dir).name}", fraction, sub.size, te,
+                       res.scores_val, y_va, res.scores_test, {"epochs": res.best_epoch})
         if config.zero_shot:
             from .zeroshot import zero_shot
 
