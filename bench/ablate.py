@@ -185,7 +185,7 @@ def collect(result: dict, opts: dict) -> dict:
     """Rows of every probe, paired deltas to random-init, the fold-9 choice, the seed spread, pretraining facts."""
     from esi_tools.artifacts import open_artifact
 
-    rows, zero_shot = [], []
+    rows, zero_shot, finetune_pred = [], [], {}
     resamples = int(opts["bootstrap"])
     for group, by_task in result["probes"].items():
         for task, path in by_task.items():
@@ -194,6 +194,8 @@ def collect(result: dict, opts: dict) -> dict:
             base_pred = base.table("predictions.parquet").filter(method="linear", embedding="random-init")
             classes = json.loads((art.path / "metrics.json").read_text())["classes"]
             pred = art.table("predictions.parquet")
+            if group in ("finetune", "finetune-scratch"):
+                finetune_pred.setdefault(task, {})[group] = (pred.filter(method="finetune"), classes)
             for r in art.table("results.parquet").iter_rows(named=True):
                 row = {"group": group, "task": task, "method": r["method"], "representation": r["embedding"],
                        "val_macro_auroc": r.get("val_macro_auroc"), "macro_auroc": r["macro_auroc"],
@@ -207,11 +209,9 @@ def collect(result: dict, opts: dict) -> dict:
                 zero_shot.append({"group": group, "task": task, "strategy": z["strategy"][0], "val_macro_auroc": z["val_macro_auroc"][0],
                                   "per_class": {c["class"]: c["auroc"] for c in per_class}})
     finetune_gain = {}  # fine-tuning the pretrained encoder minus fine-tuning the same architecture from scratch
-    for task, path in result["probes"].get("finetune", {}).items():
-        if task in result["probes"].get("finetune-scratch", {}):
-            pretrained, scratch = (open_artifact(p, "probe").table("predictions.parquet").filter(method="finetune")
-                                   for p in (path, result["probes"]["finetune-scratch"][task]))
-            classes = json.loads((Path(path) / "metrics.json").read_text())["classes"]
+    for task, by_group in finetune_pred.items():
+        if len(by_group) == 2:
+            (pretrained, classes), (scratch, _) = by_group["finetune"], by_group["finetune-scratch"]
             finetune_gain[task] = dict(zip(("delta", "delta_low", "delta_high"), paired_delta(pretrained, scratch, classes, resamples)))
     chosen = {}
     for task in opts["tasks"].split(","):

@@ -94,8 +94,10 @@ def _load_weights(module, path: Path) -> None:
         raise ArtifactError(f"{path}: does not match config.json ({' '.join(str(exc).split())[:300]})") from None
 
 
-def load_ecg_encoder(model_dir: str | Path):
-    """Only the ECG side of a trained or imported model (no text tower is built): eval mode, CPU."""
+def load_ecg_encoder(model_dir: str | Path, *, weights: bool = True):
+    """Only the ECG side of a trained or imported model (no text tower is built): eval mode, CPU.
+
+    weights=False builds the same architecture with fresh random weights (the from-scratch baseline)."""
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
@@ -104,12 +106,14 @@ def load_ecg_encoder(model_dir: str | Path):
         from .release import ReleaseConfig, ReleaseECGEncoder
 
         encoder = ReleaseECGEncoder(ReleaseConfig.from_dict(config))
-        _load_weights(encoder, model_dir / ENCODER_FILE)
+        if weights:
+            _load_weights(encoder, model_dir / ENCODER_FILE)
         return encoder.eval()
     if config.get("variant") not in (None, "esi"):
         raise ArtifactError(f"{model_dir}: unknown model variant {config['variant']!r} in {CONFIG_FILE}")
     encoder = ECGEncoder(ECGEncoderConfig.from_dict(config["ecg"]))
-    encoder.load_state_dict(load_file(model_dir / ENCODER_FILE))
+    if weights:
+        encoder.load_state_dict(load_file(model_dir / ENCODER_FILE))
     return encoder.eval()
 
 

@@ -61,9 +61,7 @@ def finetune(model_dir, dataset, rows: np.ndarray, y: np.ndarray, train, val, te
     from ..model.preprocess import standardise
 
     torch.manual_seed(config.seed)
-    encoder = load_ecg_encoder(model_dir)
-    if config.from_scratch:
-        encoder = type(encoder)(encoder.config)  # fresh weights drawn under the seed above
+    encoder = load_ecg_encoder(model_dir, weights=not config.from_scratch)  # fresh weights are drawn under the seed above
     backbone = encoder.backbone
 
     class Classifier(nn.Module):
