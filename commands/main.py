@@ -14,7 +14,7 @@ from esi_tools.console import set_quiet
 from ._options import set_debug
 
 # Pipeline order for `esi --help`; any other command module is listed after these.
-ORDER = ["download", "ingest", "features", "retrieve", "caption", "pretrain", "embed", "probe", "identify", "report"]
+ORDER = ["download", "ingest", "features", "retrieve", "caption", "audit", "pretrain", "embed", "probe", "identify", "report"]
 
 app = typer.Typer(
     name="esi",

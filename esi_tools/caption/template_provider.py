@@ -69,7 +69,7 @@ AXES = ("The frontal QRS axis is {axis}.", "The mean QRS axis lies at {axis}.", 
 OTHERS = ("Further measurements: {items}.", "Other values: {items}.", "The analysis also reports {items}.")
 ABNORMAL = ("The automated analysis flags {items}.", "Of note: {items}.", "Findings include {items}.")
 NORMAL = (
-    "No conduction, axis, voltage or repolarisation abnormality is flagged.",
+    "No conduction, axis or voltage abnormality is flagged.",
     "The automated rules flag no further abnormality.",
     "No other abnormality is detected by the measurement rules.",
 )
