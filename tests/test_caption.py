@@ -437,7 +437,7 @@ def test_persistent_failures_are_recorded_with_reason(inputs, tmp_path, server):
     table, manifest = read(tmp_path / "c")
     failed = {r["record_id"]: r for r in table.filter(pl.col("status") == "failed").iter_rows(named=True)}
     reasons = " | ".join(r["error"] for r in failed.values())
-    for word in ("empty answer", "refusal", "truncated answer", "InternalServerError 500"):
+    for word in ("empty answer", "refusal", "finish_reason=length", "InternalServerError 500"):
         assert word in reasons
     assert all(r["caption"] is None for r in failed.values())
     assert {r["attempts"] for r in failed.values()} <= {0, 3}  # 3 tries; a duplicate prompt rides on the first

@@ -1,6 +1,7 @@
 """Persistent content-addressed cache of LLM answers: model + prompt + parameters -> response.
 
-One SQLite file under $ESI_HOME shared by every run and dataset, so the same prompt is never paid for twice
+The answer is stored as the provider sent it (with whether it was cut at max_tokens) and cleaned when read,
+so better cleaning rules never throw away an answer already paid for. One SQLite file under $ESI_HOME shared by every run and dataset, so the same prompt is never paid for twice
 and a killed run loses nothing it already paid for (every answer is committed as it arrives). Only good
 answers are stored; failures are retried by the next run. The endpoint (--api-base) is not part of the key:
 the model name and the prompt decide the answer, where it was served from does not.
@@ -26,7 +27,8 @@ CREATE TABLE IF NOT EXISTS responses (
     output_tokens INTEGER,
     cost_usd REAL,
     latency_s REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    truncated INTEGER
 )
 """
 LOOKUP_CHUNK = 500  # SQLite's default limit on bound parameters is 999 (older builds); stay well below
@@ -53,6 +55,7 @@ class Cached:
     output_tokens: int | None
     cost_usd: float | None
     latency_s: float | None
+    truncated: bool = False  # the provider stopped at max_tokens (text is the raw answer, cleaned on read)
 
 
 class CaptionCache:
@@ -66,6 +69,8 @@ class CaptionCache:
         self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; several runs may share it
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process, cheap per commit
         self._db.execute(SCHEMA)
+        if "truncated" not in {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}:
+            self._db.execute("ALTER TABLE responses ADD COLUMN truncated INTEGER")  # caches written before cleaning
         self._db.commit()
 
     def get_many(self, keys: list[str]) -> dict[str, Cached]:
@@ -74,18 +79,19 @@ class CaptionCache:
         for start in range(0, len(unique), LOOKUP_CHUNK):
             chunk = unique[start:start + LOOKUP_CHUNK]
             rows = self._db.execute(
-                "SELECT key, text, input_tokens, output_tokens, cost_usd, latency_s FROM responses "
+                "SELECT key, text, input_tokens, output_tokens, cost_usd, latency_s, truncated FROM responses "
                 f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            for key, *values in rows:
-                found[key] = Cached(*values)
+            for key, *values, truncated in rows:
+                found[key] = Cached(*values, bool(truncated))
         return found
 
     def put(self, key: str, *, model: str, prompt_hash: str, entry: Cached) -> None:
         """Store one answer and commit at once: a kill right after still keeps it."""
         self._db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO responses (key, model, prompt_hash, text, input_tokens, output_tokens, cost_usd, "
+            "latency_s, created_at, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, model, prompt_hash, entry.text, entry.input_tokens, entry.output_tokens, entry.cost_usd,
-             entry.latency_s, time.time()),
+             entry.latency_s, time.time(), int(entry.truncated)),
         )
         self._db.commit()
 

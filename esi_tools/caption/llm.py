@@ -1,6 +1,7 @@
 """One chat completion through litellm, made robust: per-request timeout, retries with exponential backoff
-and full jitter on 429 / 5xx / timeouts / connection errors (honouring Retry-After), and answers that are
-empty, truncated or refusals retried, then reported as failures with a reason.
+and full jitter on 429 / 5xx / timeouts / connection errors (honouring Retry-After), and answers cleaned
+(clean.py: template tokens, echoes, boilerplate, lists, an answer cut at max_tokens is cut back to its last
+whole sentence and kept) or, when nothing usable is left, retried and then reported with the reason.
 
 Keys come only from the environment (litellm's provider defaults, or --api-key-env NAME); every message
 that leaves this module passes through `privacy.redact`, so a provider echoing the key cannot leak it.
@@ -13,16 +14,14 @@ import asyncio
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ..errors import EsiError, UsageError
+from .clean import Cleaned, Unusable
 from .privacy import redact, secrets, url_secrets
 
-REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I apologi[sz]e|I can(?:no|')t|I'?m unable|I am unable|"
-                     r"I (?:will|won'?t) not|As an AI)", re.IGNORECASE)
 RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx: transient by definition
 
 
@@ -32,7 +31,7 @@ class LLMConfig:
     api_base: str | None = None  # any OpenAI-compatible server (vLLM, llama.cpp, a local test server)
     api_key_env: str | None = None  # env var holding the key; None = litellm's default for the provider
     temperature: float = 0.2  # low: clinical text should vary little between runs, but not be greedy-brittle
-    max_tokens: int = 400  # a 160-word paragraph needs ~250 tokens; headroom before an answer is cut
+    max_tokens: int = 98  # 2 x words + 32 for the default 33 words: a longer answer is cut back to whole sentences
     timeout_s: float = 60.0  # one request; slow local models on CPU need tens of seconds
     retries: int = 4  # after the first try: 5 attempts ride out a minute of rate limiting with backoff
     backoff_s: float = 1.0  # first backoff step; doubles each retry (full jitter spreads the herd)
@@ -48,6 +47,9 @@ class Completion:
     cost_usd: float | None
     latency_s: float
     attempts: int
+    edits: tuple[str, ...] = ()  # what cleaning changed in the model's answer
+    raw: str = ""  # the answer as the provider sent it (what the cache keeps)
+    truncated: bool = False  # the provider stopped at max_tokens
 
 
 class CaptionFailure(Exception):
@@ -96,8 +98,8 @@ class LLMClient:
     def _api_key(self) -> str | None:
         cfg = self.config
         if cfg.api_key_env:
-            if not os.environ.get(cfg.api_key_env):
-                raise UsageError(f"--api-key-env {cfg.api_key_env}: that environment variable is not set")
+            if not os.environ.get(cfg.api_key_env):  # run.check_request_options has refused key-like names
+                raise UsageError("--api-key-env: that environment variable is not set")
             return os.environ[cfg.api_key_env]
         if cfg.api_base and self.provider in ("openai", "") and not os.environ.get("OPENAI_API_KEY"):
             return "no-key"  # OpenAI-compatible local servers ignore it; the client library insists on one
@@ -121,10 +123,12 @@ class LLMClient:
             tokens = (len(system) + len(user)) // 2
         return self._price(tokens, self.config.max_tokens)
 
-    async def complete(self, system: str, user: str, budget) -> Completion:
+    async def complete(self, system: str, user: str, budget, accept=None) -> Completion:
         """Ask until a usable answer arrives or retries run out; `budget.acquire` may stop before any attempt.
 
         `budget` is run.Budget (max_cost_usd, async acquire(estimate) -> reserved, async release(reserved, cost)).
+        `accept(text, truncated) -> clean.Cleaned` turns an answer into a caption or raises clean.Unusable
+        (None: the answer is taken as it is, unless cut at max_tokens).
         """
         cfg = self.config
         attempts, spent, reason = 0, 0.0, "no attempt made"
@@ -154,13 +158,18 @@ class LLMClient:
             else:
                 cost = _cost(self.litellm, response)
                 spent += cost or 0.0
-                text, reason = self._check(response)
+                text, reason, truncated = self._check(response)
+                if reason is None:
+                    try:
+                        cleaned = accept(text, truncated) if accept else _as_is(text, truncated)
+                    except Unusable as exc:
+                        reason = str(exc)
                 if reason is None:
                     await budget.release(reserved, cost)
                     usage = getattr(response, "usage", None)
-                    return Completion(text, getattr(usage, "prompt_tokens", None),
+                    return Completion(cleaned.text, getattr(usage, "prompt_tokens", None),
                                       getattr(usage, "completion_tokens", None), spent if cost is not None else None,
-                                      time.perf_counter() - started, attempts)
+                                      time.perf_counter() - started, attempts, cleaned.edits, text, truncated)
             await budget.release(reserved, cost)
             if attempt < cfg.retries:
                 await asyncio.sleep(self._delay(attempt, retry_after))
@@ -198,23 +207,19 @@ class LLMClient:
         return "fail", reason, None  # bad request, context window, content policy: the same prompt fails again
 
     @staticmethod
-    def _check(response) -> tuple[str, str | None]:
-        """(answer text, None) or (text, why it is not usable)."""
+    def _check(response) -> tuple[str, str | None, bool]:
+        """(answer text, why it is not usable or None, whether it was cut at max_tokens)."""
         try:
             choice = response.choices[0]
         except (AttributeError, IndexError):
-            return "", "malformed answer (no choices)"
+            return "", "malformed answer (no choices)", False
         message = choice.message
         text = (getattr(message, "content", None) or "").strip()
         if getattr(message, "refusal", None):
-            return text, "refusal"
+            return text, "refusal", False
         if not text:
-            return text, "empty answer"
-        if choice.finish_reason == "length":
-            return text, "truncated answer (finish_reason=length; raise --max-tokens)"
-        if REFUSAL.match(text):
-            return text, "refusal"
-        return text, None
+            return text, "empty answer", False
+        return text, None, choice.finish_reason == "length"
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cfg = self.config
@@ -222,6 +227,12 @@ class LLMClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, cfg.retry_after_max_s))
         return delay
+
+
+def _as_is(text: str, truncated: bool) -> Cleaned:
+    if truncated:
+        raise Unusable("truncated answer (finish_reason=length; raise --max-tokens)")
+    return Cleaned(text, ())
 
 
 def _retry_after(exc: Exception) -> float | None:

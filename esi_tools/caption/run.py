@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,11 +23,13 @@ from ..dataset import Dataset
 from ..errors import EsiError, InputError, RecordError, UsageError
 from . import privacy, scrub, template_provider
 from .cache import Cached, CaptionCache, cache_key
+from .clean import Cleaned, Unusable, clean
 from .evidence import EvidenceOptions, collect
 from .llm import BudgetStop, CaptionFailure, Completion, LLMClient, LLMConfig
 from .prompt import load_template, prompt_hash
 
 TEMPLATE_MODEL = "template"
+ON_UNFAITHFUL = ("keep", "flag", "template")
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 PROGRESS_STEP = 256  # the template provider is fast: redrawing the bar per record would cost more than it
 
@@ -38,7 +41,7 @@ class CaptionConfig:
     api_base: str | None = None
     api_key_env: str | None = None
     temperature: float = 0.2  # see LLMConfig for the why of these request defaults
-    max_tokens: int = 400
+    max_tokens: int | None = None  # None = 2 x words + 32: room for the budget and a preamble, not for rambling
     timeout_s: float = 60.0
     retries: int = 4
     backoff_s: float = 1.0
@@ -52,15 +55,21 @@ class CaptionConfig:
     use_cache: bool = True
     cache_path: str | None = None  # None = $ESI_HOME/cache/captions.sqlite
     limit: int | None = None  # caption only the first N records (smoke runs)
+    on_unfaithful: str = "flag"  # keep | flag | template: what to do with a caption the audit contradicts
+    context: int | None = None  # the model's context window in tokens: longer prompts lose passages to fit
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.max_tokens if self.max_tokens is not None else 2 * self.words + 32
 
     def llm(self) -> LLMConfig:
         return LLMConfig(model=self.model, api_base=self.api_base, api_key_env=self.api_key_env,
-                         temperature=self.temperature, max_tokens=self.max_tokens, timeout_s=self.timeout_s,
+                         temperature=self.temperature, max_tokens=self.answer_tokens, timeout_s=self.timeout_s,
                          retries=self.retries, backoff_s=self.backoff_s)
 
     def request_params(self) -> dict:
         """What, beside model and prompt, decides an answer: part of the cache key."""
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {"temperature": self.temperature, "max_tokens": self.answer_tokens}
 
 
 @dataclass
@@ -122,8 +131,9 @@ class Budget:
 
 
 async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, concurrency: int,
-                      on_answer=None) -> dict[str, Completion | CaptionFailure]:
-    """Answer every job, `concurrency` at a time; `on_answer(job, outcome)` runs as each one finishes."""
+                      on_answer=None, accept=None) -> dict[str, Completion | CaptionFailure]:
+    """Answer every job, `concurrency` at a time; `on_answer(job, outcome)` runs as each one finishes.
+    `accept(job)` gives the job's answer check (LLMClient.complete's `accept`)."""
     outcomes: dict[str, Completion | CaptionFailure] = {}
     pending = iter(jobs)
     fatal: list[Exception] = []
@@ -133,7 +143,7 @@ async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, con
             if fatal:
                 return
             try:
-                outcome = await client.complete(job.system, job.user, budget)
+                outcome = await client.complete(job.system, job.user, budget, accept(job) if accept else None)
             except CaptionFailure as failure:
                 outcome = failure
             except Exception as exc:  # ProviderError (bad key ...): stop every worker, report it once
@@ -149,10 +159,29 @@ async def request_all(jobs: list[Job], client: LLMClient, budget: Budget, *, con
     return outcomes
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+HUB_PROVIDERS = ("huggingface/",)  # litellm looks these models up on the hub even when --api-base is local
+
+
+def check_request_options(config: CaptionConfig) -> None:
+    """Refuse, before any work, what would leak a key or reach the network unasked."""
+    name = config.api_key_env
+    if name and not ENV_NAME.fullmatch(name):  # a key pasted where its variable's name belongs: never echo it
+        raise UsageError("--api-key-env takes the NAME of an environment variable; the value given is not a "
+                         "variable name (it looks like a key itself, so it is not shown)")
+    if name and not os.environ.get(name):  # fail before any work, not at the first miss
+        raise UsageError(f"--api-key-env {name}: that environment variable is not set")
+    if config.api_base and config.model.startswith(HUB_PROVIDERS):
+        raise UsageError(f"--model {config.model} with --api-base: litellm's huggingface/ provider fetches the "
+                         "model's metadata from the Hugging Face hub even for a local server; serve it through an "
+                         "OpenAI-compatible endpoint and pass --model openai/NAME instead")
+    if config.on_unfaithful not in ON_UNFAITHFUL:
+        raise UsageError(f"--on-unfaithful {config.on_unfaithful}: choose one of {', '.join(ON_UNFAITHFUL)}")
+
+
 def caption(config: CaptionConfig, dataset_path: Path, out: Path, *, features_path: Path | None = None,
             retrieval_path: Path | None = None, force: bool = False) -> Path:
-    if config.api_key_env and not os.environ.get(config.api_key_env):  # fail before any work, not at the first miss
-        raise UsageError(f"--api-key-env {config.api_key_env}: that environment variable is not set")
+    check_request_options(config)
     dataset = Dataset.open(dataset_path)
     features = open_artifact(features_path, "features") if features_path else None
     retrieval = open_artifact(retrieval_path, "retrieval") if retrieval_path else None
@@ -183,9 +212,11 @@ def _caption(writer, config: CaptionConfig, template, decision, dataset, feature
     if config.limit is not None:
         evidence = evidence[: config.limit]
     rows, jobs = [], {}
+    prompts_cut = 0
     for item in evidence:
-        system, user = template.render(item.evidence, words=config.words)
         try:
+            system, user, cut = fit(template, item.evidence, config)
+            prompts_cut += cut
             scrub.check_prompt(f"{system}\n{user}", item.identifiers)
         except RecordError as exc:
             rejects.append((item.record_id, exc.reason))
@@ -195,20 +226,50 @@ def _caption(writer, config: CaptionConfig, template, decision, dataset, feature
         jobs.setdefault(key, Job(key, rows[-1]["prompt_hash"], system, user)).rows.append(len(rows) - 1)
 
     stats = {"unique_prompts": len(jobs), "duplicates": len(rows) - len(jobs), "requests": 0, "retries": 0,
-             "cache_hits": 0, "resumed": 0, "stopped": None, "cost_usd": 0.0, "cost_usd_cached": 0.0}
+             "cache_hits": 0, "resumed": 0, "stopped": None, "cost_usd": 0.0, "cost_usd_cached": 0.0,
+             "prompts_cut": prompts_cut, "prompt_tokens_estimated_max": max(
+                 (estimate_tokens(job.system + job.user) for job in jobs.values()), default=0)}
     if config.model == TEMPLATE_MODEL:
         _template_captions(rows, jobs, evidence, config)
     else:
         _llm_captions(rows, list(jobs.values()), previous, config, stats)
+    stats["audit"] = _audit(rows, evidence, dataset, features, config)
 
     elapsed = time.perf_counter() - started
     return _write(writer, config, template, decision, rows, rejects, stats, elapsed)
 
 
+CHARS_PER_TOKEN = 3.0  # an over-estimate: SmolLM2 reads our prompts at 3.4 characters per token
+
+
+def estimate_tokens(text: str) -> int:
+    return int(len(text) / CHARS_PER_TOKEN) + 16  # + the chat template's role markers
+
+
+def fit(template, evidence: dict, config: CaptionConfig) -> tuple[str, str, bool]:
+    """(system, user, cut): the record's prompt, with knowledge passages dropped from the last until prompt and
+    answer fit `config.context` tokens (None: no limit). A prompt that does not fit without any passage is a
+    record-level problem (RecordError)."""
+    system, user = template.render(evidence, words=config.words)
+    if config.context is None:
+        return system, user, False
+    room = config.context - config.answer_tokens
+    passages = list(evidence.get("passages") or [])
+    keep = len(passages)
+    while estimate_tokens(system + user) > room and keep > 0:
+        keep -= 1
+        system, user = template.render({**evidence, "passages": passages[:keep]}, words=config.words)
+    if estimate_tokens(system + user) > room:
+        raise RecordError(f"prompt of ~{estimate_tokens(system + user)} tokens does not fit --context "
+                          f"{config.context} with a {config.answer_tokens}-token answer")
+    return system, user, keep < len(passages)
+
+
 def _row(record_id: str, phash: str, model: str, passage_ids: list[str]) -> dict:
     return {"record_id": record_id, "caption": None, "prompt_hash": phash, "model": model, "input_tokens": None,
             "output_tokens": None, "cost_usd": 0.0, "latency_s": None, "status": SKIPPED, "error": None,
-            "passage_ids": passage_ids, "source": None, "attempts": 0}
+            "passage_ids": passage_ids, "source": None, "attempts": 0, "edits": [], "faithful": None,
+            "contradicted": []}
 
 
 def _template_captions(rows, jobs, evidence, config: CaptionConfig) -> None:
@@ -224,10 +285,17 @@ def _template_captions(rows, jobs, evidence, config: CaptionConfig) -> None:
         bar.advance(len(rows) % PROGRESS_STEP)
 
 
-def _fill(row: dict, answer: Cached | Completion, source: str, paid: bool) -> None:
-    row.update(caption=answer.text, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+def _fill(row: dict, answer: Cached | Completion, cleaned: Cleaned, source: str, paid: bool) -> None:
+    row.update(caption=cleaned.text, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
                cost_usd=(answer.cost_usd or 0.0) if paid else 0.0, latency_s=answer.latency_s, status=OK,
-               source=source, error=None)
+               source=source, error=None, edits=list(cleaned.edits))
+
+
+def _cleaner(job: Job, config: CaptionConfig):
+    """The answer check of one job: clean.clean against its own prompt and the word budget."""
+    prompt = f"{job.system}\n{job.user}"
+    return lambda text, truncated: clean(text, prompt=prompt, words=config.words, truncated=truncated,
+                                         instructions=job.system)
 
 
 def _llm_captions(rows, jobs: list[Job], previous: dict | None, config: CaptionConfig, stats: dict) -> None:
@@ -236,8 +304,8 @@ def _llm_captions(rows, jobs: list[Job], previous: dict | None, config: CaptionC
         kept = [(previous or {}).get((rows[i]["record_id"], job.prompt_hash)) for i in job.rows]
         if previous and all(kept):
             for i, old in zip(job.rows, kept, strict=True):
-                rows[i].update({k: old[k] for k in ("caption", "input_tokens", "output_tokens", "latency_s")},
-                               status=OK, source="resumed", cost_usd=0.0)
+                rows[i].update({k: old[k] for k in ("caption", "input_tokens", "output_tokens", "latency_s", "edits")
+                                if k in old}, status=OK, source="resumed", cost_usd=0.0)
             stats["resumed"] += len(job.rows)
         else:
             todo.append(job)
@@ -247,8 +315,13 @@ def _llm_captions(rows, jobs: list[Job], previous: dict | None, config: CaptionC
             hits = cache.get_many([job.key for job in todo])
             for job in todo:
                 if job.key in hits:
+                    try:  # cached raw answers are cleaned with today's rules; one they reject is asked again
+                        cleaned = _cleaner(job, config)(hits[job.key].text, hits[job.key].truncated)
+                    except Unusable:
+                        del hits[job.key]
+                        continue
                     for i in job.rows:
-                        _fill(rows[i], hits[job.key], "cache", paid=False)
+                        _fill(rows[i], hits[job.key], cleaned, "cache", paid=False)
                     stats["cache_hits"] += len(job.rows)
                     stats["cost_usd_cached"] += hits[job.key].cost_usd or 0.0
             todo = [job for job in todo if job.key not in hits]
@@ -272,10 +345,11 @@ def _request(rows, todo: list[Job], cache, config: CaptionConfig, stats: dict) -
             if isinstance(outcome, Completion):
                 if cache is not None:
                     cache.put(job.key, model=config.model, prompt_hash=job.prompt_hash,
-                              entry=Cached(outcome.text, outcome.input_tokens, outcome.output_tokens,
-                                           outcome.cost_usd, outcome.latency_s))
+                              entry=Cached(outcome.raw or outcome.text, outcome.input_tokens, outcome.output_tokens,
+                                           outcome.cost_usd, outcome.latency_s, outcome.truncated))
+                cleaned = Cleaned(outcome.text, outcome.edits)
                 for n, i in enumerate(job.rows):
-                    _fill(rows[i], outcome, "request" if n == 0 else "duplicate", paid=n == 0)
+                    _fill(rows[i], outcome, cleaned, "request" if n == 0 else "duplicate", paid=n == 0)
                     rows[i]["attempts"] = outcome.attempts if n == 0 else 0
             else:
                 status = SKIPPED if outcome.stopped and outcome.attempts == 0 else FAILED
@@ -285,7 +359,10 @@ def _request(rows, todo: list[Job], cache, config: CaptionConfig, stats: dict) -
                                    attempts=outcome.attempts if n == 0 else 0)
             bar.advance(len(job.rows))
 
-        asyncio.run(request_all(todo, client, budget, concurrency=config.concurrency, on_answer=on_answer))
+        started = time.perf_counter()
+        asyncio.run(request_all(todo, client, budget, concurrency=config.concurrency, on_answer=on_answer,
+                                accept=lambda job: _cleaner(job, config)))
+        stats["request_wall_s"] = round(time.perf_counter() - started, 3)  # the requests alone: throughput
     stats.update(requests=budget.requests, retries=client.retries, stopped=budget.stopped,
                  cost_usd=round(budget.spent_usd, 8), price_known=client.price_known)
     if budget.stopped:
@@ -293,6 +370,43 @@ def _request(rows, todo: list[Job], cache, config: CaptionConfig, stats: dict) -
     for row in rows:  # jobs never reached because the budget ran out
         if row["status"] == SKIPPED and row["error"] is None and row["source"] is None:
             row["error"] = f"not requested: {budget.stopped}" if budget.stopped else "not requested"
+
+
+def _audit(rows, evidence, dataset, features, config: CaptionConfig) -> dict | None:
+    """Check every caption against its record (esi_tools.audit) and apply --on-unfaithful: `flag` marks a
+    contradicted caption (faithful = false, the claims in `contradicted`), `template` replaces it by the
+    template caption of the same evidence, `keep` does not audit. Counts go into the manifest."""
+    if config.on_unfaithful == "keep" or features is None:
+        if features is None and config.on_unfaithful != "keep":
+            warn("no --features: captions cannot be audited (--on-unfaithful has no effect)")
+        return None
+    from ..audit.run import audit_caption, scp_classes
+    from ..audit.truth import truth_of
+
+    by_id = {item.record_id: item.evidence for item in evidence}
+    classes = scp_classes(dataset)
+    counts = {"audited": 0, "unfaithful": 0, "replaced": 0, "hallucinated": 0, "omissions": 0}
+    for row in rows:
+        if row["status"] != OK:
+            continue
+        truth = truth_of(by_id[row["record_id"]], classes)
+        result = audit_caption(row["caption"], truth)
+        counts["audited"] += 1
+        counts["hallucinated"] += result.counts["hallucinated"] > 0
+        counts["omissions"] += len(result.omitted)
+        row.update(faithful=result.faithful, contradicted=result.contradicted())
+        if result.faithful:
+            continue
+        counts["unfaithful"] += 1
+        if config.on_unfaithful == "template":
+            row.update(caption=template_provider.caption(by_id[row["record_id"]], seed=config.seed,
+                                                         prompt_hash=row["prompt_hash"], words=config.words),
+                       source=f"template (replaced {row['source']})", faithful=True)
+            counts["replaced"] += 1
+    if counts["unfaithful"]:
+        what = "replaced by template captions" if config.on_unfaithful == "template" else "flagged (faithful = false)"
+        warn(f"{counts['unfaithful']} of {counts['audited']} captions contradict their ECG: {what}")
+    return counts
 
 
 def _previous_rows(out: Path, config: CaptionConfig, force: bool) -> dict | None:
@@ -304,7 +418,7 @@ def _previous_rows(out: Path, config: CaptionConfig, force: bool) -> dict | None
     except EsiError:
         raise InputError(f"{out} already exists and is not a captions artifact (pass --force to replace it)") from None
     same = {k: old.parameters.get(k) for k in ("model", "temperature", "max_tokens", "template_sha256")}
-    want = {"model": config.model, "temperature": config.temperature, "max_tokens": config.max_tokens,
+    want = {"model": config.model, "temperature": config.temperature, "max_tokens": config.answer_tokens,
             "template_sha256": load_template(config.template).sha256}
     if same != want:
         raise InputError(f"{out} holds captions made with other settings ({same}); pass --force to replace it")
@@ -320,10 +434,11 @@ def _write(writer: ArtifactWriter, config: CaptionConfig, template, decision, ro
     schema = {"record_id": pl.String, "caption": pl.String, "prompt_hash": pl.String, "model": pl.String,
               "input_tokens": pl.Int64, "output_tokens": pl.Int64, "cost_usd": pl.Float64,
               "latency_s": pl.Float64, "status": pl.String, "error": pl.String,
-              "passage_ids": pl.List(pl.String), "source": pl.String, "attempts": pl.Int64}
+              "passage_ids": pl.List(pl.String), "source": pl.String, "attempts": pl.Int64,
+              "edits": pl.List(pl.String), "faithful": pl.Boolean, "contradicted": pl.List(pl.String)}
     table = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     parameters = {k: v for k, v in asdict(config).items() if k not in ("cache_path",)}
-    parameters.update(template=template.name, template_sha256=template.sha256,
+    parameters.update(template=template.name, template_sha256=template.sha256, max_tokens=config.answer_tokens,
                       api_base=privacy.safe_url(config.api_base) if config.api_base else None)
     counts = {s: int((table["status"] == s).sum()) for s in (OK, FAILED, SKIPPED)}
     writer.parameters = parameters
