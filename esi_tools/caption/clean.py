@@ -25,6 +25,8 @@ BOILERPLATE = re.compile(
     r"|\bhere(?: is|'s) (?:a|an|the|my) (?:\w+ )?(?:description|summary|caption|interpretation|report)\b"
     r"|^(?:sure|certainly|of course|okay|ok)\b[,!.]|\bnot (?:a substitute for )?medical advice\b"
     r"|\blet me know if\b|\bfeel free to\b|^describe this ecg\b", re.IGNORECASE)
+LEAD_IN = re.compile(r"^(?:(?:sure|certainly|of course|okay|ok)\b[,!.]?\s*)?"
+                     r"(?:here(?: is|'s) (?:a|an|the|my) [^:.\n]{0,60}[:.]\s*)?", re.IGNORECASE)
 REFUSAL = re.compile(r"^\W*(?:I'?m sorry|I am sorry|I apologi[sz]e|I can(?:no|')t|I'?m unable|I am unable|"
                      r"I (?:will|won'?t) not)", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -58,6 +60,10 @@ def clean(raw: str, *, prompt: str, words: int, truncated: bool = False, instruc
     if stripped != text:
         edits.append("removed chat-template tokens")
     text = ROLE_PREFIX.sub("", stripped.strip())
+    lead_in = LEAD_IN.match(text)
+    if lead_in and lead_in.group(0):
+        text = text[lead_in.end():]
+        edits.append("removed boilerplate")
     text = _prose(text, prompt, edits)
     text = _sentences(text, edits, truncated, _ngrams(instructions))
     if not text:
