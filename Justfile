@@ -2,19 +2,22 @@
 
 py := justfile_directory() / ".venv/bin/python"
 
-# The whole chain: just all [data=DIR] [llm=MODEL] [run=DIR] [profile=cpu-demo|smoke]
-# ingest -> features -> retrieve index + retrieve -> caption -> pretrain -> embed (ESI + baselines)
+# The whole chain: just all [data=DIR] [llm=MODEL|local] [api_base=URL] [captions=N] [run=DIR] [profile=cpu-demo|smoke]
+# llm=local: SmolLM2-135M on this CPU (the [llm] extra; the recipe starts and stops its server);
+# llm=openai/NAME api_base=http://host:port/v1: your own server; any litellm name: a provider.
+# captions=N captions only the first N records (a real model takes ~10 s a record on 2 cores).
+# ingest -> features -> retrieve index + retrieve -> caption -> audit -> pretrain -> embed (ESI + baselines)
 # -> probe (superdiagnostic, form, rhythm; linear + zero-shot) -> identify -> report.
 # Each step writes one artifact under the run directory and is skipped when that artifact exists:
 # delete a step's directory to redo it (and the steps after it).
 all *args:
     #!/usr/bin/env bash
     set -euo pipefail
-    data=""; llm=template; run=runs/ptbxl; profile=cpu-demo
+    data=""; llm=template; run=runs/ptbxl; profile=cpu-demo; api_base=""; captions=""
     for kv in {{args}}; do
         case "$kv" in
-            data=*|llm=*|run=*|profile=*) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
-            *) echo "usage: just all [data=DIR] [llm=MODEL] [run=DIR] [profile=cpu-demo|smoke]" >&2; exit 2 ;;
+            data=*|llm=*|run=*|profile=*|api_base=*|captions=*) printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+            *) echo "usage: just all [data=DIR] [llm=MODEL|local] [api_base=URL] [captions=N] [run=DIR] [profile=cpu-demo|smoke]" >&2; exit 2 ;;
         esac
     done
     export PATH="{{justfile_directory()}}/.venv/bin:$PATH" LITELLM_LOCAL_MODEL_COST_MAP=True
@@ -26,6 +29,15 @@ all *args:
         cpu-demo) limit=(); train=(--profile cpu-demo); boot=(); probe=() ;;
         *) echo "unknown profile '$profile' (cpu-demo | smoke)" >&2; exit 2 ;;
     esac
+    # the caption step: which model, and what runs around it (llm=local starts and stops the local server)
+    pre=(); wrap=(); model="$llm"; llm_opts=()
+    if [ "$llm" = local ]; then
+        model=openai/smollm2; wrap=("{{py}}" -m esi_tools.caption.local_model --)
+        llm_opts=(--concurrency 1 --context 4096 --timeout 120)  # llama.cpp serves one request at a time
+        [ "$profile" = smoke ] && [ -z "$captions" ] && captions=24  # a real model takes ~10 s a record
+    fi
+    [ -n "$api_base" ] && llm_opts+=(--api-base "$api_base")
+    [ -n "$captions" ] && llm_opts+=(--limit "$captions")
     if [ -z "$data" ]; then
         data=data/ptb-xl
         [ -f "$data/ptbxl_database.csv" ] || esi download ptb-xl --records100-only --out "$data" >/dev/null
@@ -36,14 +48,17 @@ all *args:
         if [ -f "$out/manifest.json" ]; then echo "= $out (exists, kept)" >&2; return; fi
         echo "+ esi $* --out $out" >&2
         SECONDS=0
-        esi "$@" --out "$out" >/dev/null
+        "${pre[@]}" esi "$@" --out "$out" >/dev/null
         echo "  wrote $out in ${SECONDS}s" >&2
     }
     step dataset ingest ptbxl "$data" "${limit[@]}"
     step features features "$run/dataset"
     step index retrieve index builtin
     step retrieval retrieve "$run/dataset" --features "$run/features" --index "$run/index"
-    step captions caption "$run/dataset" -f "$run/features" -r "$run/retrieval" --model "$llm"
+    pre=("${wrap[@]}")
+    step captions caption "$run/dataset" -f "$run/features" -r "$run/retrieval" --model "$model" "${llm_opts[@]}"
+    pre=()
+    step audit audit "$run/captions"
     step model pretrain "$run/dataset" --captions "$run/captions" "${train[@]}"
     step emb-esi embed "$run/dataset" --checkpoint "$run/model"
     step emb-random embed "$run/dataset" --random-init atto

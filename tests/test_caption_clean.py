@@ -97,3 +97,20 @@ def test_huggingface_provider_with_a_local_api_base_is_refused(inputs, tmp_path,
     result = caption(inputs, "--model", "huggingface/HuggingFaceTB/SmolLM2-135M-Instruct", "--api-base",
                      server.base_url, out=tmp_path / "c")
     assert result.exit_code == 2 and "openai/NAME" in result.stderr and server.requests == 0
+
+
+def test_the_report_shows_the_audit_side_by_side(inputs, tmp_path, server):  # noqa: F811
+    """Two captions artifacts of the same records (a wrong model answer and the template), audited, reported."""
+    from conftest import run_esi
+
+    server.rules.append(("Patient: 56-year-old female", "say:Atrial fibrillation at 150 bpm with left bundle branch block."))
+    run = tmp_path / "run"
+    assert caption(inputs, *llm_args(server, "--limit", "4"), out=run / "llm").exit_code == 0
+    assert caption(inputs, "--limit", "4", out=run / "template").exit_code == 0
+    result = run_esi("audit", run / "llm", run / "template", "--common", "--out", run / "audit")
+    assert result.exit_code == 0, result.stderr
+    report = run_esi("report", run, "--out", tmp_path / "report")
+    assert report.exit_code == 0, report.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Caption audit" in text and "✗ CONTRADICTED" in text and "Atrial fibrillation at 150 bpm" in text
+    assert "Record 1" in text and (tmp_path / "report" / "audit_ecg_1.png").is_file()

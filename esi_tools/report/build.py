@@ -13,6 +13,7 @@ from .. import __version__
 from ..artifacts import MANIFEST, Artifact, ArtifactWriter, sha256_file
 from ..console import log
 from ..dataset import Dataset, unique_ids
+from ..errors import EsiError
 from .collect import collect, member
 from .figures import histograms, twelve_lead
 from .render import Page, to_html, to_markdown
@@ -130,9 +131,61 @@ def captions_section(page: Page, art: Artifact, run_dir: Path) -> None:
     page.text(f"Model {art.parameters.get('model')}: " + ", ".join(f"{v} {k}" for k, v in status.items())
               + f"; mean length {words.mean() or 0:.0f} words; {table['caption'].n_unique()} distinct captions. "
               + _ref(art, run_dir))
-    totals = {k: art.summary[k] for k in ("cost_usd", "input_tokens", "output_tokens", "requests") if k in art.summary}
+    audit = art.summary.get("audit")
+    if audit:
+        page.text(f"Audited against their ECGs: {audit['unfaithful']} of {audit['audited']} contradict it "
+                  f"({audit['replaced']} replaced by the template caption, --on-unfaithful "
+                  f"{art.parameters.get('on_unfaithful')}); {audit['omissions']} key findings left out.")
+    totals = {k: art.summary[k] for k in ("cost_usd", "input_tokens", "output_tokens", "requests", "prompts_cut")
+              if k in art.summary}
     if totals:
         page.table(list(totals), [list(totals.values())])
+
+
+AUDIT_EXAMPLES = 3  # records shown with their ECG and every caption's verdicts
+
+
+def audit_section(page: Page, art: Artifact, data: Dataset | None, run_dir: Path) -> None:
+    """The caption audit: rates per captions artifact, then a few records side by side with their ECG and the
+    verdict on each claim (contradicted claims marked)."""
+    import polars as pl
+
+    page.heading("Caption audit: is each caption true to its ECG?")
+    page.text("Claims read from each caption with the audit lexicon and checked against the record's measurements "
+              "(rate ±10 %, intervals ±20 ms or ±10 %, axis ±15°) and recorded statements. " + _ref(art, run_dir))
+    table = member(art, "audit.md")
+    if table is not None:
+        page.markdown_table(table.read_text(errors="replace"))
+    claims = art.table("claims.parquet")
+    captions = art.table("captions.parquet")
+    wrong = claims.filter(pl.col("verdict") == "contradicted")["record_id"].unique(maintain_order=True).to_list()
+    shown = (wrong + [r for r in captions["record_id"].unique(maintain_order=True).to_list() if r not in wrong])
+    ids = data.records["record_id"].cast(pl.String).to_list() if data is not None else []
+    for rid in shown[:AUDIT_EXAMPLES]:
+        page.heading(f"Record {rid}", 3)
+        if rid in ids:
+            i = ids.index(rid)
+            png, paper = twelve_lead(data.millivolts(i), data.fs, f"record {rid}")
+            page.image(f"audit_ecg_{rid}.png", png, f"Record {rid} (25 mm/s, 10 mm/mV)", width_mm=paper.width_mm)
+        rows = []
+        for row in captions.filter(pl.col("record_id") == rid).iter_rows(named=True):
+            mine = claims.filter((pl.col("record_id") == rid) & (pl.col("captions") == row["captions"])).sort("n")
+            verdicts = "; ".join(("✗ CONTRADICTED " if c["verdict"] == "contradicted" else "")
+                                 + f"{c['text']}: {c['verdict']} ({c['reason']})" for c in mine.iter_rows(named=True))
+            omitted = ", ".join(row["omissions"] or [])
+            rows.append([row["captions"], row["caption"], verdicts or "no claim", omitted or "–"])
+        page.table(["captions of", "caption", "claims and verdicts", "omitted"], rows)
+
+
+def _audited_dataset(art: Artifact, by_kind: dict) -> Dataset | None:
+    """The dataset an audit read: the run's own, else the one its manifest names (if still there and intact)."""
+    if "dataset" in by_kind:
+        return Dataset(by_kind["dataset"][0])
+    path = next((Path(i["path"]) for i in art.manifest["inputs"] if i["role"] == "dataset"), None)
+    try:
+        return Dataset.open(path) if path is not None else None
+    except EsiError:
+        return None
 
 
 def model_section(page: Page, art: Artifact, run_dir: Path) -> None:
@@ -183,6 +236,8 @@ def build_report(run_dir: Path, out: Path, *, force: bool = False) -> Path:
         features_section(page, art, run_dir)
     for art in by_kind.get("captions", []):
         captions_section(page, art, run_dir)
+    for art in by_kind.get("audit", []):
+        audit_section(page, art, _audited_dataset(art, by_kind), run_dir)
     for art in by_kind.get("model", []):
         model_section(page, art, run_dir)
     if by_kind.get("embeddings"):

@@ -13,7 +13,7 @@ from ..artifacts import MANIFEST, Artifact, open_artifact
 from ..console import warn
 from ..errors import EsiError, InputError
 
-PIPELINE = ["dataset", "features", "retrieval-index", "retrieval", "captions", "model", "embeddings", "probe",
+PIPELINE = ["dataset", "features", "retrieval-index", "retrieval", "captions", "audit", "model", "embeddings", "probe",
             "identification"]
 
 
