@@ -8,15 +8,14 @@ path. torch and transformers are imported on first use, never by `import esi_too
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from .artifacts import open_artifact
-from .errors import InputError
-from .hub import ModelSource, resolve_model
+from .errors import ArtifactError, InputError
+from .hub import ModelSource, read_model_config, resolve_model
 
 BATCH = 64  # ECGs or texts per forward pass: ~0.2 GB of activations for atto at 10 s x 100 Hz
 
@@ -39,12 +38,16 @@ class Model:
 
     def __init__(self, *, source: ModelSource):
         self.source = source
+        from .embed.arrays import sampling_rate
+
         self.path = source.path
-        config_path = self.path / "config.json"
-        if not config_path.is_file():
+        if not (self.path / "config.json").is_file():
             raise InputError(f"{self.path}: not an ESI model directory (no config.json)")
-        self.config = json.loads(config_path.read_text())
-        self.fs = float(self.config.get("fs", 100.0))  # the rate the model was trained at; inputs are resampled to it
+        self.config = read_model_config(self.path)
+        try:  # the rate the model was trained at; inputs are resampled to it
+            self.fs = sampling_rate(self.config.get("fs", 100.0), "the model's fs")
+        except InputError as exc:
+            raise ArtifactError(f"{self.path / 'config.json'}: {exc}") from None
 
     def __repr__(self) -> str:
         where = self.source.hub_id or str(self.path)
@@ -71,7 +74,7 @@ class Model:
     def embed_ecg(self, x, fs: float, *, units: str = "mV", leads=None, pooling: str = "embedding") -> np.ndarray:
         """(D,) for one ECG, (N, D) for a batch. `pooling`: "embedding" (L2-normalised, the space of
         `embed_text`) or "stages" (every encoder stage mean-pooled: the readout `esi embed` uses by default)."""
-        from .embed.arrays import model_millivolts
+        from .embed.arrays import model_millivolts, sampling_rate
         from .embed.encoder import POOLINGS, encode
 
         if pooling not in POOLINGS:
@@ -81,11 +84,15 @@ class Model:
         batch = arr[None] if single else arr
         if batch.ndim != 3 or len(batch) == 0:
             raise InputError(f"expected an ECG (leads, samples) or a batch (records, leads, samples), got shape {arr.shape}")
+        sampling_rate(fs)  # before the model loads: a bad rate is the caller's error, not the model's
         encoder = self.encoder
         z = []
         for start in range(0, len(batch), BATCH):  # converted batch by batch: memory stays flat for big memmaps
-            mv = model_millivolts(batch[start : start + BATCH], fs, target_fs=self.fs, units=units, leads=leads)
-            z.append(encode(encoder, mv, pooling=pooling))
+            part = batch[start : start + BATCH]
+            mv = model_millivolts(part, fs, target_fs=self.fs, units=units, leads=leads)
+            out = encode(encoder, mv, pooling=pooling)
+            out[~np.isfinite(part).any(axis=(-2, -1))] = np.nan  # no sample at all (all NaN/inf): no embedding
+            z.append(out)
         z = np.concatenate(z)
         return z[0] if single else z
 
@@ -131,19 +138,65 @@ class Model:
         return probs[0] if z.ndim == 1 else probs
 
 
-def measure(x, fs: float, *, leads=None, units: str = "mV", **options):
+def measure(x, fs: float, *, leads=None, units: str = "mV", ids=None, valid=None, sex=None, chunk: int = 32):
     """The measurements `esi features` makes, for arrays in memory: (features, beats, rejects) polars DataFrames.
 
     x: (leads, samples) for one record or (records, leads, samples), in `units` "mV" or "uV"; `leads` names
-    the rows (default the 12 standard leads in order). `options` go to `features.records.measure_arrays`
-    (ids, valid, sex, chunk). A record that cannot be measured is a rejects row, never an error.
+    the rows (default the 12 standard leads in order); ids: one per record; valid: samples holding signal per
+    record; sex: "M"/"F"/None per record; chunk: records measured at once. Gaps (NaN, inf) follow `esi
+    ingest`'s rule: up to 5 % of a lead become its mean (flag `nan_filled`), a lead with more is not measured
+    (flag `nan_lead_dropped`). A record that cannot be measured is a rejects row, never an error.
     """
-    from .embed.arrays import UNITS
+    from .embed.arrays import UNITS, sampling_rate
     from .features.records import measure_arrays
+    from .ingest.records import MAX_NAN_FRACTION
+    from .signal.storage import fill_missing
 
     if units not in UNITS:
         raise InputError(f"units must be 'uV' or 'mV', not {units!r}")
-    arr = np.asarray(x, dtype=np.float32)
+    fs = sampling_rate(fs)
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
+        raise InputError(f"chunk must be a whole number of records >= 1, not {chunk!r}")
+    arr = np.array(x, dtype=np.float32)  # a copy: gaps are filled in it
+    if arr.ndim not in (2, 3) or arr.shape[-1] == 0:
+        raise InputError(f"expected (leads, samples) or (records, leads, samples), got shape {arr.shape}")
+    n = 1 if arr.ndim == 2 else arr.shape[0]
+    for name, given in (("ids", ids), ("valid", valid), ("sex", None if isinstance(sex, str) else sex)):
+        if given is not None and np.ndim(given) != 1 and not (n == 1 and np.ndim(given) == 0):
+            raise InputError(f"{name} must be a sequence of one value per record")
+        if given is not None and np.size(given) != n:
+            raise InputError(f"{name} has {np.size(given)} values for {n} records")
     if units != "mV":
-        arr = arr * np.float32(UNITS[units] / UNITS["mV"])
-    return measure_arrays(arr, fs, leads=leads, **options)
+        arr *= np.float32(UNITS[units] / UNITS["mV"])
+    flags = _fill_gaps(arr.reshape(n, *arr.shape[-2:]), leads, MAX_NAN_FRACTION, fill_missing)
+    features, beats, rejects = measure_arrays(arr, fs, leads=leads, ids=ids, valid=valid, sex=sex, chunk=int(chunk))
+    if any(flags):
+        import polars as pl
+
+        features = features.with_columns(pl.Series("quality_flags", [
+            list(old or []) + extra for old, extra in zip(features["quality_flags"].to_list(), flags, strict=True)
+        ], dtype=pl.List(pl.String)))
+    return features, beats, rejects
+
+
+def _fill_gaps(arr: np.ndarray, leads, max_fraction: float, fill_missing) -> list[list[str]]:
+    """In place on (N, leads, L): each lead's gaps become its mean, or the whole lead zeros (not measured) when
+    more than `max_fraction` of it is missing; the quality flags each record gets."""
+    missing = ~np.isfinite(arr)
+    fractions = missing.mean(axis=-1)
+    from .signal.leads import STANDARD_LEADS
+
+    names = list(STANDARD_LEADS) if leads is None else [str(n) for n in leads]
+    flags: list[list[str]] = []
+    for r in range(arr.shape[0]):
+        found = []
+        for lead in np.flatnonzero(fractions[r]):
+            name = names[lead] if lead < len(names) else str(lead)
+            if fractions[r, lead] > max_fraction:
+                missing[r, lead] = True  # the whole lead: zeros, read as absent
+                found.append(f"nan_lead_dropped: {name} {fractions[r, lead]:.1%}")
+            else:
+                found.append(f"nan_filled: {name} {fractions[r, lead]:.1%}")
+        flags.append(found)
+    fill_missing(arr, missing)
+    return flags

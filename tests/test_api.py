@@ -118,7 +118,7 @@ def test_clear_errors(model, tmp_path):
         model.embed_ecg(x[:8], 100)
     with pytest.raises(InputError, match="distinct standard leads"):
         model.embed_ecg(x[:2], 100, leads=["II", "ECG2"])
-    with pytest.raises(InputError, match="sampling rate must be positive"):
+    with pytest.raises(InputError, match="sampling rate fs 0 Hz is outside 25-20000 Hz"):
         model.embed_ecg(x, 0)
     with pytest.raises(InputError, match="pooling must be one of"):
         model.embed_ecg(x, 100, pooling="max")

@@ -1,20 +1,38 @@
 """ECG arrays held in memory -> the input `esi embed` gives a model, made the way `esi ingest` makes records.
 
-A dataset record is 12 leads in the standard order, NaN runs linearly interpolated per lead, resampled to the
-dataset's rate by polyphase filtering, rounded to whole microvolts (int16); `esi embed` reads it back in mV.
+A dataset record is 12 leads in the standard order, gaps (NaN, inf) filled with their lead's mean (the ESI
+release's rule), resampled to the dataset's rate by polyphase filtering, rounded to whole microvolts (int16);
+`esi embed` reads it back in mV. Arrays keep the filled samples unrounded at the model's own rate (storage must
+round them to whole microvolts), so a record with gaps embeds through an imported release model exactly as the
+release's own forward computes it.
 Arrays given to the Python API take the same steps, so an ECG embeds the same from a file or from memory.
 """
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import numpy as np
 
 from ..errors import InputError
+from ..ingest.wfdb_reader import MAX_FS, MIN_FS
 from ..signal.leads import STANDARD_LEADS, standard_lead
-from ..signal.resample import resample
+from ..signal.resample import ratio, resample
 from ..signal.storage import INT16_LIMIT, fill_missing
 
 UNITS = {"uV": 1.0, "µV": 1.0, "mV": 1000.0}  # factor to microvolts
+
+
+def sampling_rate(fs, what: str = "sampling rate fs") -> float:
+    """`fs` as a float in Hz, within the rates `esi ingest` accepts; InputError for anything else (a string,
+    None, a bool, NaN, 0, 1e-3 Hz: an ECG at that rate would be resampled into gigabytes)."""
+    if isinstance(fs, bool) or not isinstance(fs, Real):
+        raise InputError(f"{what} must be a number in Hz, not {fs!r}")
+    value = float(fs)
+    if not math.isfinite(value) or not MIN_FS <= value <= MAX_FS:
+        raise InputError(f"{what} {value:g} Hz is outside {MIN_FS:g}-{MAX_FS:g} Hz")
+    return value
 
 
 def lead_order(leads, n_leads: int) -> list[int]:
@@ -45,12 +63,17 @@ def model_millivolts(x, fs: float, *, target_fs: float, units: str = "mV", leads
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[-1] < 2:
         raise InputError(f"expected an ECG (leads, samples) or a batch (records, leads, samples), got shape {np.shape(x)}")
-    if not np.isfinite(fs) or fs <= 0:
-        raise InputError(f"sampling rate must be positive, got {fs}")
+    fs = sampling_rate(fs)
     order = lead_order(leads, arr.shape[1])
     uv = arr * UNITS[units]
-    fill_missing(uv, ~np.isfinite(uv))
-    uv = resample(uv, float(fs), float(target_fs))
+    missing = ~np.isfinite(uv)
+    if ratio(fs, float(target_fs)) == (1, 1):
+        # whole microvolts as stored; then each gap becomes the mean of its lead's stored samples, unrounded,
+        # which is the release's own fill: a record with gaps embeds as the authors' forward computes it
+        uv = np.where(missing, 0.0, np.clip(np.rint(uv), -INT16_LIMIT, INT16_LIMIT))
+        fill_missing(uv, missing)
+    else:
+        uv = np.clip(np.rint(resample(fill_missing(uv, missing), fs, float(target_fs))), -INT16_LIMIT, INT16_LIMIT)
     out = np.zeros((uv.shape[0], len(STANDARD_LEADS), uv.shape[-1]), np.float32)
-    out[:, order] = np.clip(np.rint(uv), -INT16_LIMIT, INT16_LIMIT)
-    return out * np.float32(1e-3)
+    out[:, order] = uv
+    return out * np.float32(1e-3)  # as `Dataset.millivolts` reads stored records

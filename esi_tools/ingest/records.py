@@ -25,7 +25,7 @@ from .sources import RecordSpec, parse_comments
 from .wfdb_reader import Header, Signal, read_header
 
 FLAT_UV = 10.0  # a lead whose peak-to-peak is below 10 uV carries no ECG (disconnected or zeroed)
-MAX_NAN_FRACTION = 0.05  # up to 5 % missing samples per lead are interpolated; more and the record is rejected
+MAX_NAN_FRACTION = 0.05  # up to 5 % missing samples per lead become the lead mean; more and the record is rejected
 MAX_READ_VALUES = 1 << 25  # samples x signals read at once (128 MiB as float32): bounds a worker's memory
 MAX_WINDOWS = 100_000  # windows per recording: 11.5 days at a 10 s stride; more is not one ECG recording
 MIMIC_PATH = re.compile(r"/p\d{4}/p\d{8}/s\d{8}/\d{8}\.hea$")  # MIMIC-IV-ECG: files/pNNNN/pNNNNNNNN/sNNNNNNNN/<study>
@@ -126,21 +126,25 @@ def _load(task: Task) -> list[Loaded]:
     flags = signal.verify() if task.checked is None else task.checked
     meta = _record_meta(spec, hdr, opts, leads, flags)
     uv = signal.read(begin, end) * 1000.0
-    missing = np.isnan(uv)
-    fill_missing(uv, missing)
-    resampled = resample(uv, hdr.fs, opts.fs)
+    missing = ~np.isfinite(uv)
+    same_rate = (up, down) == (1, 1)
+    # gaps -> lead mean (the release's rule): over each stored window at the same rate, as the release fills a
+    # record; before resampling, over the piece read, when the rate changes
+    resampled = None if same_rate else resample(fill_missing(uv.copy(), missing), hdr.fs, opts.fs)
     offset0 = begin * up // down
     out = []
     for k, start in zip(range(first, stop), starts):
         record_id = spec.record_id if opts.stride is None else f"{spec.record_id}_w{k:04d}"
         core = slice(math.ceil(start * down / up) - begin, min(end, math.ceil((start + opts.length) * down / up)) - begin)
+        window = fill_missing(uv[:, core].copy(), missing[:, core])
         try:
-            window_flags = _check_leads(uv[:, core], missing[:, core], hdr.names, leads.slots)
+            window_flags = _check_leads(window, missing[:, core], hdr.names, leads.slots)
         except RecordError as exc:
             reason = exc.reason if opts.stride is None else f"window at {start / opts.fs:g} s: {exc.reason}"
             out.append(Loaded(record_id, spec.header, reason=reason))
             continue
-        array, real, place_flags = _place(resampled, start - offset0, opts, leads.slots)
+        piece, at = (window, 0) if same_rate else (resampled, start - offset0)
+        array, real, place_flags = _place(piece, at, opts, leads.slots)
         source_end = hdr.n_samples * up / down
         out.append(Loaded(record_id, spec.header, array, {
             **meta,
