@@ -8,9 +8,7 @@ them a chunk at a time (chunk.py), combine each record's pieces, derive findings
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import numpy as np
 
@@ -53,9 +51,10 @@ def _run(jobs: list, workers: int):
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_job, jobs)
         return
-    # spawn, not fork: a forked child can inherit a lock held by one of polars' threads and hang forever
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(_job, jobs)
+    from ..workers import pool  # spawned workers that die with this process (SIGTERM, SIGKILL, closed pipe)
+
+    with pool(workers) as executor:
+        yield from executor.map(_job, jobs)
 
 
 def measure_records(source, mask: np.ndarray, valid: np.ndarray, fs: float, length: int, *, chunk: int = 32,
