@@ -17,7 +17,9 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -186,11 +188,22 @@ def check_artifact(path: str | Path) -> tuple[list[str], list[dict]]:
     return art.changes(), art.missing_inputs()
 
 
+TMP_MARKER = ".esi-temporary"  # inside each temporary directory we make: what the sweep may delete
+LOCK_SIGNATURE = b"esi-tools --out lock\n"  # the content of every lock file we make
+
+
+def _ours(tmp: Path) -> bool:
+    """Whether `tmp` is a temporary directory an esi writer made (a real directory holding our marker)."""
+    marker = tmp / TMP_MARKER
+    return tmp.is_dir() and not tmp.is_symlink() and marker.is_file() and not marker.is_symlink()
+
+
 def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temp dirs left by killed writers of `out` (their process no longer exists)."""
+    """Delete temp dirs left by killed writers of `out`: ours (marked) and their process no longer exists.
+    A user's `.NAME.tmp-N` without our marker is never touched."""
     for tmp in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists() and _ours(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -245,24 +258,39 @@ def _refuse_existing(out: Path, kind: str, force: bool) -> None:
 
 
 class _OutLock:
-    """An exclusive flock on the sibling file `.<name>.lock`, removed on release.
+    """An exclusive flock on the sibling file `.<name>.lock`, which we create with our signature and remove on
+    release. A file at that path without the signature (a user's `.precious.lock`) is refused, never taken or
+    deleted; one with it is a lock a killed writer left and is reused.
 
-    The inode check after locking makes removal safe: a writer that locked a file another writer then
-    unlinked sees a different inode at the path and tries again.
+    The inode checks make removal safe: a writer that locked a file another writer then unlinked sees a
+    different inode at the path and tries again, and release unlinks only the file it locked.
     """
 
     def __init__(self, out: Path):
         self.path = out.parent / f".{out.name}.lock"
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._create()
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except FileNotFoundError:
+                continue  # released meanwhile: make it again
+            except OSError:
+                raise self._not_ours() from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 raise InputError(f"{out} is being written by another esi process (lock {self.path}); "
                                  f"wait for it to finish or choose another --out") from None
+            except OSError:
+                os.close(fd)
+                raise self._not_ours() from None
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or os.pread(fd, len(LOCK_SIGNATURE) + 1, 0) != LOCK_SIGNATURE:
+                os.close(fd)
+                raise self._not_ours()
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                same = st.st_ino == os.stat(self.path, follow_symlinks=False).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -270,10 +298,29 @@ class _OutLock:
                 return
             os.close(fd)
 
+    def _create(self) -> None:
+        """Put a signed lock file at the path unless something is there (written aside, then linked: never empty)."""
+        if os.path.lexists(self.path):
+            return
+        fd, staged = tempfile.mkstemp(prefix=f"{self.path.name}-", dir=self.path.parent)
+        try:
+            os.write(fd, LOCK_SIGNATURE)
+            os.close(fd)
+            os.link(staged, self.path)
+        except FileExistsError:
+            pass  # another writer was quicker: its lock is tried next
+        finally:
+            os.unlink(staged)
+
+    def _not_ours(self) -> InputError:
+        return InputError(f"{self.path} exists and is not an esi lock file; esi will not use or delete it: "
+                          f"move it away or choose another --out")
+
     def release(self) -> None:
         if self.fd is not None:
             try:
-                os.unlink(self.path)
+                if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fd).st_ino:
+                    os.unlink(self.path)
             except FileNotFoundError:
                 pass
             os.close(self.fd)
@@ -320,9 +367,13 @@ class ArtifactWriter:
             _refuse_existing(self.out, kind, force)  # again, now that no other esi writer can change it
             _remove_stale_temporaries(self.out)
             self.tmp = self.out.parent / f".{self.out.name}.tmp-{os.getpid()}"
-            if self.tmp.exists():
+            if _ours(self.tmp):  # ours, left by an earlier writer in this very process
                 shutil.rmtree(self.tmp)
+            elif os.path.lexists(self.tmp):
+                raise InputError(f"{self.tmp} exists and is not an esi temporary directory; esi will not "
+                                 f"delete it: move it away or choose another --out")
             self.tmp.mkdir()
+            (self.tmp / TMP_MARKER).write_text(f"esi-tools temporary of {self.out.name}, pid {os.getpid()}\n")
         except BaseException:
             self._lock.release()
             raise
@@ -334,7 +385,8 @@ class ArtifactWriter:
         self.abort()  # after commit() only the lock is left to release
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if _ours(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
         self._lock.release()
 
     def path(self, name: str) -> Path:
@@ -385,7 +437,7 @@ class ArtifactWriter:
         files = {}
         for path in sorted(p for p in self.tmp.rglob("*") if p.is_file()):
             name = path.relative_to(self.tmp).as_posix()
-            if name != MANIFEST:
+            if name not in (MANIFEST, TMP_MARKER):
                 files[name] = self._describe(name)
         manifest = {
             "kind": self.kind,
@@ -406,12 +458,18 @@ class ArtifactWriter:
         self._check_tables()
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _refuse_existing(self.out, self.kind, self.force)  # something may have appeared there meanwhile
-        if self.out.exists():
-            trash = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-            os.rename(self.out, trash)
-            os.rename(self.tmp, self.out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(self.tmp, self.out)
+        marker = (self.tmp / TMP_MARKER).read_text()
+        (self.tmp / TMP_MARKER).unlink()
+        try:
+            if self.out.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))  # new: ours
+                os.rename(self.out, trash / self.out.name)
+                os.rename(self.tmp, self.out)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(self.tmp, self.out)
+        except OSError:
+            (self.tmp / TMP_MARKER).write_text(marker)  # still ours: abort may remove it
+            raise
         self._lock.release()
         return self.out

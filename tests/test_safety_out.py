@@ -167,6 +167,8 @@ def test_second_writer_to_the_same_out_fails_at_once(small_dataset, tmp_path):
 
 
 def test_lock_file_left_by_a_killed_writer_does_not_block(small_dataset, tmp_path):
-    (tmp_path / ".feats.lock").write_text("")  # a SIGKILLed writer leaves the file but not the lock
+    from esi_tools.artifacts import LOCK_SIGNATURE
+
+    (tmp_path / ".feats.lock").write_bytes(LOCK_SIGNATURE)  # a SIGKILLed writer leaves its signed file, not the lock
     result = run_esi("-q", "features", small_dataset, "--out", tmp_path / "feats", "--limit", "2", "-j", "1")
     assert result.exit_code == 0, result.output
