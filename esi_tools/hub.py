@@ -38,6 +38,10 @@ def resolve_model(path_or_hub_id: str | Path, *, revision: str | None = None) ->
         return ModelSource(local)
     if not HUB_ID.fullmatch(text):
         raise InputError(f"{text}: no such model directory (nor a Hugging Face hub id of the form org/name)")
+    if isinstance(path_or_hub_id, Path) or text.startswith((".", "~")) or local.parent.is_dir():
+        # a Path, or a path whose folder exists here (`runs/modle`): a typo, never a reason to ask the network
+        raise InputError(f"{text}: no such model directory ({local.parent} exists, {local.name} is not in it); "
+                         f"a Hugging Face hub id is looked up only when no local folder {local.parent} exists")
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -52,3 +56,22 @@ def resolve_model(path_or_hub_id: str | Path, *, revision: str | None = None) ->
     except HfHubHTTPError as exc:
         raise InputError(f"{text}: Hugging Face hub refused the download: {str(exc).splitlines()[0]}") from None
     return ModelSource(folder, hub_id=text, revision=folder.name)
+
+
+def read_model_config(model_dir: Path) -> dict:
+    """A model directory's config.json as a dict (no torch imported); one ArtifactError line when it is
+    missing, unreadable or not a JSON object."""
+    import json
+
+    from .errors import ArtifactError
+
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir}: not an ESI model directory (no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable JSON config ({exc})") from None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: not a JSON object")
+    return config

@@ -101,13 +101,13 @@ def check_model_fs(model_dir, dataset: Dataset) -> None:
 
 def model_fs(model_dir) -> float | None:
     """The sampling rate in a model folder's config.json (None when it does not say)."""
-    import json
+    from ..hub import read_model_config
+    from .arrays import sampling_rate
 
-    config_path = Path(model_dir) / "config.json"
-    if not config_path.is_file():
+    if not (Path(model_dir) / "config.json").is_file():
         raise InputError(f"{model_dir}: not an ESI model directory (no config.json)")
-    fs = json.loads(config_path.read_text()).get("fs")
-    return None if fs is None else float(fs)
+    fs = read_model_config(Path(model_dir)).get("fs")
+    return None if fs is None else sampling_rate(fs, f"{model_dir}/config.json fs")
 
 
 def encoder_matrix(config: EmbedConfig, dataset: Dataset, model_dir: Path | None = None) -> np.ndarray:
@@ -119,7 +119,12 @@ def encoder_matrix(config: EmbedConfig, dataset: Dataset, model_dir: Path | None
         encoder = load_ecg_encoder(model_dir)
     else:
         encoder = create_ecg_encoder(config.random_init, seed=config.seed)
-    return encode_dataset(encoder, dataset, pooling=config.pooling, batch_size=config.batch_size)
+    matrix = encode_dataset(encoder, dataset, pooling=config.pooling, batch_size=config.batch_size)
+    bad = int((~np.isfinite(matrix).all(axis=1)).sum())
+    if bad:  # stored records are finite: NaN can only come from the model (NaN weights); never write it
+        raise InputError(f"{bad:,} of {len(matrix):,} records got non-finite embeddings (NaN/inf) from "
+                         f"{model_dir or config.random_init}: its weights are damaged; nothing written")
+    return matrix
 
 
 def embed(config: EmbedConfig, source: str | Path, out: str | Path, *, force: bool = False) -> Path:

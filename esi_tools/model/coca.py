@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from ..losses import INIT_TEMPERATURE
+from . import bounds
 from .ecg_encoder import ECGEncoder, ECGEncoderConfig
 from .text_encoder import TextEncoder, load_tokenizer
 
@@ -40,6 +41,14 @@ class ESIConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __post_init__(self):
+        for name, hi in (("max_text_tokens", bounds.MAX_TOKENS), ("decoder_layers", bounds.MAX_DEPTH),
+                         ("decoder_heads", bounds.MAX_WIDTH), ("decoder_width", bounds.MAX_WIDTH)):
+            bounds.whole(name, getattr(self, name), 0 if name == "decoder_layers" else 1, hi)
+        bounds.real("fs", self.fs, bounds.MIN_FS, bounds.MAX_FS)
+        bounds.real("seconds", self.seconds, 0.01, 86_400.0)
+        bounds.real("decoder_dropout", self.decoder_dropout, 0.0, 1.0)
 
     @classmethod
     def from_dict(cls, data: dict) -> ESIConfig:

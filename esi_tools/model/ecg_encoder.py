@@ -16,6 +16,8 @@ import torch.utils.checkpoint
 from einops import rearrange
 from torch import nn
 
+from . import bounds
+
 # ConvNeXt-V2 family (Woo et al. 2023), depths x widths per stage; the issue names atto/tiny/base explicitly.
 SIZES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "atto": ((2, 2, 6, 2), (40, 80, 160, 320)),
@@ -46,7 +48,15 @@ class ECGEncoderConfig:
         if self.size not in SIZES and not (self.depths and self.dims):
             raise ValueError(f"unknown ECG encoder size '{self.size}' (known: {', '.join(SIZES)})")
         depths, dims = SIZES.get(self.size, (self.depths, self.dims))
-        return ECGEncoderConfig(**{**asdict(self), "depths": tuple(self.depths or depths), "dims": tuple(self.dims or dims)})
+        out = ECGEncoderConfig(**{**asdict(self), "depths": tuple(self.depths or depths), "dims": tuple(self.dims or dims)})
+        bounds.stages(out.depths, out.dims)  # before anything is built: a config may come from anywhere
+        bounds.whole("in_leads", out.in_leads, 1, 64)
+        bounds.whole("kernel_size", out.kernel_size, 1, 63)
+        bounds.whole("embed_dim", out.embed_dim, 1, bounds.MAX_WIDTH)
+        bounds.whole("n_caption_tokens", out.n_caption_tokens, 1, bounds.MAX_TOKENS)
+        bounds.whole("pool_heads", out.pool_heads, 1, bounds.MAX_WIDTH)
+        bounds.real("drop_path", out.drop_path, 0.0, 1.0)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ECGEncoderConfig:
@@ -148,7 +158,7 @@ class ConvNeXtV2_1D(nn.Module):
                 for i in range(len(dims) - 1)
             ]
         )
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()  # numbers, also when built on meta
         self.stages, start = nn.ModuleList(), 0
         for depth, dim in zip(depths, dims, strict=True):
             self.stages.append(nn.Sequential(*[Block(dim, kernel_size=kernel_size, drop_path=rates[start + j]) for j in range(depth)]))

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ArtifactError, InputError
+from ..hub import read_model_config
 from .ecg_encoder import SIZES, ECGEncoder, ECGEncoderConfig
 
 CONFIG_FILE = "config.json"
@@ -76,10 +77,47 @@ def create_model(config: dict, *, seed: int, text_model: str | None = None):
         rng.__exit__(None, None, None)
 
 
-def _read_config(model_dir: Path) -> dict:
-    if not (model_dir / CONFIG_FILE).exists():
-        raise ArtifactError(f"{model_dir}: not an ESI model directory (no {CONFIG_FILE})")
-    return json.loads((model_dir / CONFIG_FILE).read_text())
+def read_config(model_dir: Path) -> dict:
+    """A model directory's config.json as a dict; one ArtifactError line when it is missing or not JSON."""
+    return read_model_config(model_dir)
+
+
+def parsed(model_dir: Path, parse, config: dict):
+    """`parse(config)` (a config class's from_dict), its ValueError/TypeError/KeyError as one ArtifactError line."""
+    try:
+        return parse(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ArtifactError(f"{model_dir / CONFIG_FILE}: {exc}") from None
+
+
+def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors file's header (no tensor is read)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ArtifactError(f"{path.parent}: no {path.name}" if not path.exists() else f"{path}: not a regular file")
+    try:
+        with safe_open(path, "pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 - safe_open has no iterator
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for every kind of damage
+        raise ArtifactError(f"{path}: not a safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+def built_to_match(build, path: Path):
+    """`build()` once the weights file at `path` is known to fit it: the architecture is first built on the
+    meta device (no memory) and its shapes compared with the file's header, so a config that asks for
+    terabytes, or for other shapes than its weights, fails in one line before anything is allocated."""
+    have = _file_shapes(path)
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except ValueError as exc:  # e.g. the text tower's saved config out of bounds
+        raise ArtifactError(f"{path.parent}: {exc}") from None
+    for key, shape in want.items():
+        if key in have and have[key] != shape:
+            raise ArtifactError(f"{path}: does not match config.json ({key}: config {list(shape)}, "
+                                f"weights {list(have[key])})")
+    return build()
 
 
 def _load_weights(module, path: Path) -> None:
@@ -101,19 +139,22 @@ def load_ecg_encoder(model_dir: str | Path, *, weights: bool = True):
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
-    config = _read_config(model_dir)
+    config = read_config(model_dir)
+    path = model_dir / ENCODER_FILE
     if config.get("variant") == RELEASE_PREFIX:
         from .release import ReleaseConfig, ReleaseECGEncoder
 
-        encoder = ReleaseECGEncoder(ReleaseConfig.from_dict(config))
+        cfg = parsed(model_dir, ReleaseConfig.from_dict, config)
+        encoder = built_to_match(lambda: ReleaseECGEncoder(cfg), path) if weights else ReleaseECGEncoder(cfg)
         if weights:
-            _load_weights(encoder, model_dir / ENCODER_FILE)
+            _load_weights(encoder, path)
         return encoder.eval()
     if config.get("variant") not in (None, "esi"):
         raise ArtifactError(f"{model_dir}: unknown model variant {config['variant']!r} in {CONFIG_FILE}")
-    encoder = ECGEncoder(ECGEncoderConfig.from_dict(config["ecg"]))
+    cfg = parsed(model_dir, lambda c: ECGEncoderConfig.from_dict(c["ecg"]), config)
+    encoder = built_to_match(lambda: ECGEncoder(cfg), path) if weights else ECGEncoder(cfg)
     if weights:
-        encoder.load_state_dict(load_file(model_dir / ENCODER_FILE))
+        encoder.load_state_dict(load_file(path))
     return encoder.eval()
 
 
@@ -124,18 +165,19 @@ def load_esi(model_dir: str | Path):
     from .coca import ESIConfig, ESIModel
 
     model_dir = Path(model_dir)
-    config = _read_config(model_dir)
+    config = read_config(model_dir)
     if config.get("variant") == RELEASE_PREFIX:
         from .release import ReleaseConfig, ReleaseESI
 
         if not (model_dir / MODEL_FILE).exists():
             raise ArtifactError(f"{model_dir}: imported without a text tower (ECG encoder only): zero-shot needs "
                                 "a checkpoint with one (esi import-release keeps it when present)")
-        model = ReleaseESI.from_saved(ReleaseConfig.from_dict(config), model_dir / TEXT_DIR)
+        cfg = parsed(model_dir, ReleaseConfig.from_dict, config)
+        model = built_to_match(lambda: ReleaseESI.from_saved(cfg, model_dir / TEXT_DIR), model_dir / MODEL_FILE)
         _load_weights(model, model_dir / MODEL_FILE)
         return model.eval()
-    cfg = ESIConfig.from_dict(config)
-    model = ESIModel.from_saved(cfg, model_dir / TEXT_DIR)
+    cfg = parsed(model_dir, ESIConfig.from_dict, config)
+    model = built_to_match(lambda: ESIModel.from_saved(cfg, model_dir / TEXT_DIR), model_dir / MODEL_FILE)
     missing, unexpected = model.load_state_dict(load_file(model_dir / MODEL_FILE), strict=False)
     missing = [k for k in missing if k != "decoder.head.weight"]  # tied to decoder.token.weight, stored once
     if missing or unexpected:

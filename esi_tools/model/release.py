@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..signal.leads import STANDARD_LEADS
+from . import bounds
 from .ecg_encoder import SIZES, Block
 
 VARIANT = "esi-release"
@@ -62,6 +63,13 @@ class ReleaseConfig:
         object.__setattr__(self, "leads", tuple(self.leads))
         if sorted(self.leads) != sorted(STANDARD_LEADS):
             raise ValueError(f"release lead order must be a permutation of {', '.join(STANDARD_LEADS)}")
+        bounds.stages(self.depths, self.dims)  # before anything is built: a config may come from anywhere
+        bounds.whole("token_dim", self.token_dim, 1, bounds.MAX_WIDTH)
+        bounds.whole("embed_dim", self.embed_dim, 1, bounds.MAX_WIDTH)
+        bounds.whole("max_text_tokens", self.max_text_tokens, 1, bounds.MAX_TOKENS)
+        bounds.real("fs", self.fs, bounds.MIN_FS, bounds.MAX_FS)
+        bounds.real("seconds", self.seconds, 0.01, 86_400.0)
+        bounds.real("std_eps", self.std_eps, 0.0, 1.0)
 
     def to_dict(self) -> dict:
         """The config.json layout: `variant` first, the ECG side under `ecg`, input handling under `input`."""

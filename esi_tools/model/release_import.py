@@ -8,6 +8,7 @@ with one line naming the missing/unexpected keys or the first shape mismatch.
 
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from ..artifacts import ArtifactWriter, sha256_file
 from ..console import log
 from ..errors import InputError
+from . import bounds
 from .factory import CONFIG_FILE, ENCODER_FILE, MODEL_FILE, TEXT_DIR
 from .release import RELEASE_SIZES, ReleaseConfig, ReleaseECGEncoder
 
@@ -42,16 +44,25 @@ def checkpoint_file(path: Path) -> Path:
     if path.is_dir():
         found = [path / name for name in DIR_FILES if (path / name).is_file()]
         if not found:
-            raise InputError(f"{path}: holds no {' or '.join(DIR_FILES)} (sharded checkpoints are not supported)")
+            raise InputError(f"{path}: holds no {' or '.join(DIR_FILES)} as regular files (sharded checkpoints are not supported)")
         return found[0]
+    if not path.is_file():  # a FIFO, a socket, a device: reading it could wait forever
+        raise InputError(f"{path}: not a regular file")
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise InputError(f"{path}: not a checkpoint (expected {', '.join(CHECKPOINT_SUFFIXES)})")
     return path
 
 
+def _is_safetensors(path: Path) -> bool:
+    """By content, whatever the name: safetensors starts with an 8-byte header length and a JSON object."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors by name; one line when the file is not a plain checkpoint."""
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         from safetensors.torch import load_file
 
         try:
@@ -119,9 +130,23 @@ def _check(path: Path, expected: dict[str, tuple[int, ...]], state: dict[str, to
             raise InputError(f"{path}: shape mismatch: {key} expected {list(shape)}, found {list(state[key].shape)}")
 
 
-def _weights(names, renames: dict[str, str], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our tensors by our `names`, each taken from its release name, as contiguous float32."""
-    return {k: state[_rename(k, renames)].to(torch.float32).contiguous() for k in names}
+def _weights(names, renames: dict[str, str], state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Our tensors by our `names`, each taken from its release name, as contiguous float32; one line for a weight
+    that is not floating point (int8, bool: a quantised or damaged file) or holds NaN/inf."""
+    out = {}
+    for name in names:
+        key = _rename(name, renames)
+        tensor = state[key]
+        if not tensor.is_floating_point():
+            raise InputError(f"{path}: {key} holds {str(tensor.dtype).removeprefix('torch.')} values, not floating-point "
+                             "weights (a quantised or damaged checkpoint); refused")
+        tensor = tensor.to(torch.float32).contiguous()
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise InputError(f"{path}: {key} holds {bad:,} non-finite values (NaN/inf) of {tensor.numel():,}; "
+                             "embeddings from it would be NaN: refused")
+        out[name] = tensor
+    return out
 
 
 def _text_source(state: dict[str, torch.Tensor]) -> str | None:
@@ -152,9 +177,13 @@ def import_release(checkpoint: str | Path, out: str | Path, *, tokenizer: str, e
     token_dim = int(state["img_token_head.weight"].shape[0]) if "img_token_head.weight" in state else 768
     embed_dim = int(state["img_to_latents.to_latents.weight"].shape[0]) if "img_to_latents.to_latents.weight" in state else token_dim
     text_prefix = None if ecg_only else _text_source(state)
-    config = ReleaseConfig(size=size, token_dim=token_dim, embed_dim=embed_dim, text_model=str(tokenizer))
+    try:
+        config = ReleaseConfig(size=size, token_dim=token_dim, embed_dim=embed_dim, text_model=str(tokenizer))
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc}") from None
 
-    ecg = ReleaseECGEncoder(config)
+    with torch.device("meta"):  # names and shapes only: nothing is allocated, whatever sizes the inputs claim
+        ecg = ReleaseECGEncoder(config)
     expected = {_rename(k, ECG_RENAMES): tuple(v.shape) for k, v in ecg.state_dict().items()}
     if text_prefix:
         text, tok, hf_config = _text_tower(config, tokenizer)
@@ -168,7 +197,13 @@ def import_release(checkpoint: str | Path, out: str | Path, *, tokenizer: str, e
             ignored[group] = ignored.get(group, 0) + 1
     _check(source, expected, state, set(expected) | {k for k in state if k not in expected and _ignorable(k, text_prefix)})
 
-    ecg_weights = _weights(ecg.state_dict(), ECG_RENAMES, state)
+    ecg_weights = _weights(ecg.state_dict(), ECG_RENAMES, state, source)
+    scale = float(state["temperature"].double().exp().reshape(-1)[0]) if "temperature" in state else None
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        if text_prefix:  # zero-shot would divide by it or multiply by it
+            raise InputError(f"{source}: temperature {float(state['temperature'].reshape(-1)[0]):g} gives a logit scale "
+                             f"of {scale:g}: not a usable model")
+        scale = None  # unused without the text tower; the manifest stays strict JSON
     parameters = {"origin": "release-import", "checkpoint": str(source.resolve()), "source_sha256": sha256_file(source),
                   "size": size, "fs": config.fs, "text_source": str(tokenizer) if text_prefix else None}
     with ArtifactWriter(out, "model", parameters=parameters, force=force) as writer:
@@ -177,7 +212,7 @@ def import_release(checkpoint: str | Path, out: str | Path, *, tokenizer: str, e
         writer.write_json(CONFIG_FILE, config.to_dict())
         save_file(ecg_weights, writer.path(ENCODER_FILE))
         if text_prefix:
-            weights = {f"ecg.{k}": v for k, v in ecg_weights.items()} | _weights(ours, text_renames, state)
+            weights = {f"ecg.{k}": v for k, v in ecg_weights.items()} | _weights(ours, text_renames, state, source)
             save_file(weights, writer.path(MODEL_FILE))
             tok.save_pretrained(writer.path(TEXT_DIR))
             hf_config.save_pretrained(writer.path(TEXT_DIR))
@@ -185,7 +220,7 @@ def import_release(checkpoint: str | Path, out: str | Path, *, tokenizer: str, e
             ecg_size=size, embed_dim=config.embed_dim, fs=config.fs, text_tower=bool(text_prefix),
             parameters=sum(v.numel() for v in ecg_weights.values()), source_keys=len(state), ignored_keys=ignored,
             source_dtype=str(state[STEM].dtype),
-            logit_scale=float(state["temperature"].float().exp().reshape(-1)[0]) if "temperature" in state else None,
+            logit_scale=scale,
         )
         path = writer.commit()
     log(f"imported the release's {size} model ({'with' if text_prefix else 'without'} text tower) from {source.name} -> {path}")
@@ -203,8 +238,13 @@ def _text_tower(config: ReleaseConfig, source: str):
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load the text model's config from '{source}' (a hub id or a local directory with "
                          f"config.json; or pass --ecg-only): {' '.join(str(exc).split())[:200]}") from None
+    try:
+        bounds.hf_text(hf_config)  # before anything is built: `vocab_size` 2e9 would ask for 512 GB
+    except ValueError as exc:
+        raise InputError(f"'{source}': {exc}") from None
     tok = load_tokenizer(source)
     if len(tok) > hf_config.vocab_size:
         raise InputError(f"'{source}': its tokenizer has {len(tok)} tokens but its model only {hf_config.vocab_size}")
-    text = TextEncoder(AutoModel.from_config(hf_config), pooling=config.text_pooling, embed_dim=config.embed_dim)
+    with torch.device("meta"):  # names and shapes, checked against the checkpoint's before any weight is taken
+        text = TextEncoder(AutoModel.from_config(hf_config), pooling=config.text_pooling, embed_dim=config.embed_dim)
     return text, tok, hf_config

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from . import bounds
 
 POOLINGS = ("cls", "mean")
 ATTENTION = "sdpa"  # torch's fused attention kernels, never the eager masked_fill + softmax path
@@ -79,6 +80,7 @@ class TextEncoder(nn.Module):
         from transformers import AutoConfig, AutoModel
 
         config = AutoConfig.from_pretrained(str(directory))
+        bounds.hf_text(config)  # a saved config may ask for any size: check before building
         return cls(AutoModel.from_config(config, attn_implementation=ATTENTION), pooling=pooling, embed_dim=embed_dim)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
