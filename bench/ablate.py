@@ -8,19 +8,22 @@ bootstrap of the difference to random-init. Arms:
     default           template captions, contrastive + captioning, augmentation on, seed 0
     contrastive-only  --caption-weight 0
     statements        text = PTB-XL English statements instead of template captions
-    llm               LLM captions (only with llm=MODEL)
+    llm               LLM captions (only with llm=MODEL; llm=local: SmolLM2-135M on this CPU, server started here)
+    llm-replaced      LLM captions, those the audit finds contradicting their ECG replaced by the template's
     no-augment        --no-augment
     seed1, seed2      the default with seeds 1 and 2 (the seed spread)
 
 Beside them: the default's contrastive `embedding` readout against `stages` pooling, fine-tuning of the
 default encoder (`esi probe --finetune`) on the whole subset against fine-tuning the same architecture from
-random weights (`--finetune-scratch`), and the random-init and features baselines.
+random weights (`--finetune-scratch`), and the random-init and features baselines. With captions=N only the first N
+records are captioned (a real model takes ~10 s a record on 2 cores) and every arm pretrains on those; the
+captions are audited side by side on the records all of them captioned (`esi audit --common`).
 Each step writes one artifact under out= and is skipped when its manifest exists, so an interrupted run
 resumes where it stopped (pretraining also resumes from its last checkpoint). The commands run in this one
 process through the `esi` CLI (one torch import instead of dozens).
 
     python bench/ablate.py [data=DIR] [out=runs/ablate] [limit=N] [steps=N] [batch=N] [llm=MODEL]
-        [arms=default,seed1,...] [tasks=superdiagnostic,rhythm,form] [bootstrap=1000] [finetune=yes|no]
+        [captions=N] [arms=default,seed1,...] [tasks=superdiagnostic,rhythm,form] [bootstrap=1000] [finetune=yes|no]
         [epochs=20] [min_positives=N] [pretrain='--extra --flags'] [report=bench/ABLATIONS.md]
 
 Writes OUT/ablation.json and OUT/ablation.md (the section the run report includes) and the report file
@@ -35,7 +38,7 @@ import shlex
 import shutil
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from datetime import date
 from pathlib import Path
 
@@ -50,13 +53,14 @@ ARMS = {
     "contrastive-only": ("captioning loss off (--caption-weight 0)", ["--caption-weight", "0"]),
     "statements": ("text = PTB-XL English statements (--text-source statements), no captions", ["--text-source", "statements"]),
     "llm": ("text = LLM captions", []),
+    "llm-replaced": ("text = LLM captions, contradicted ones replaced by the template's", []),
     "no-augment": ("augmentation off (--no-augment)", ["--no-augment"]),
     "seed1": ("the default, seed 1", ["--seed", "1"]),
     "seed2": ("the default, seed 2", ["--seed", "2"]),
 }
 SEEDS = ("default", "seed1", "seed2")
 DEFAULTS = {"data": str(ROOT.parent / "shared" / "data" / "ptbxl"), "out": "runs/ablate", "limit": None, "steps": None,
-            "batch": None, "llm": None, "arms": ",".join(a for a in ARMS if a != "llm"), "tasks": "superdiagnostic,rhythm,form",
+            "batch": None, "llm": None, "captions": None, "arms": ",".join(a for a in ARMS if not a.startswith("llm")), "tasks": "superdiagnostic,rhythm,form",
             "bootstrap": "1000", "finetune": "yes", "epochs": "20", "min_positives": None, "pretrain": "", "report": None}
 HELD_OUT = {9, 10}  # PTB-XL validation and test folds: never in pretraining
 
@@ -75,8 +79,8 @@ def parse(argv: list[str]) -> dict:
     unknown = set(opts["arms"].split(",")) - set(ARMS)
     if unknown:
         raise SystemExit(f"unknown arms {sorted(unknown)} (known: {', '.join(ARMS)})")
-    if "llm" in opts["arms"].split(",") and not opts["llm"]:
-        raise SystemExit("arm 'llm' needs llm=MODEL (a litellm model name)")
+    if {"llm", "llm-replaced"} & set(opts["arms"].split(",")) and not opts["llm"]:
+        raise SystemExit("arms 'llm' and 'llm-replaced' need llm=MODEL (a litellm model name, or local)")
     if opts["llm"] and "llm" not in opts["arms"].split(","):
         opts["arms"] += ",llm"
     return opts
@@ -122,6 +126,18 @@ def pretrain(out: Path, dataset: Path, captions: Path | None, opts: dict, arm_ar
     return out
 
 
+@contextmanager
+def llm_provider(llm: str, outs: list[Path]):
+    """(litellm model, extra caption flags) for llm=; `local` serves SmolLM2 from this process while needed."""
+    if llm != "local" or all((o / "manifest.json").exists() for o in outs):
+        yield ("openai/smollm2" if llm == "local" else llm), []
+        return
+    from esi_tools.caption.local_model import MODEL, LocalModel
+
+    with LocalModel.start() as server:
+        yield MODEL, ["--api-base", server.api_base, "--concurrency", "1", "--context", "4096", "--timeout", "120"]
+
+
 def probe_args(opts: dict, task: str) -> list:
     args = ["--task", task, "--bootstrap", opts["bootstrap"], "--split", "strat_fold"]
     return args + (["--min-positives", opts["min_positives"]] if opts["min_positives"] else [])
@@ -135,8 +151,18 @@ def run(opts: dict) -> dict[str, dict]:
     feats = esi(out / "features", "features", ds)
     index = esi(out / "index", "retrieve", "index", "builtin")
     retrieval = esi(out / "retrieval", "retrieve", ds, "--features", feats, "--index", index)
-    captions = esi(out / "captions", "caption", ds, "-f", feats, "-r", retrieval, "--model", "template")
-    llm_captions = esi(out / "captions-llm", "caption", ds, "-f", feats, "-r", retrieval, "--model", opts["llm"]) if opts["llm"] else None
+    subset = ["--limit", opts["captions"]] if opts["captions"] else []
+    captions = esi(out / "captions", "caption", ds, "-f", feats, "-r", retrieval, "--model", "template", *subset)
+    texts = {"statements": None, "llm": None, "llm-replaced": None}
+    if opts["llm"]:
+        wanted = {"llm": ["--on-unfaithful", "flag"], "llm-replaced": ["--on-unfaithful", "template"]}
+        with llm_provider(opts["llm"], [out / f"captions-{a}" for a in wanted]) as (model, extra):
+            for arm, how in wanted.items():
+                texts[arm] = esi(out / f"captions-{arm}", "caption", ds, "-f", feats, "-r", retrieval, "--model", model,
+                                 *extra, *how, *subset)
+        name = "SmolLM2-135M (local)" if opts["llm"] == "local" else opts["llm"]
+        esi(out / "audit", "audit", captions, texts["llm"], texts["llm-replaced"], "--common", "--name", "template",
+            "--name", name, "--name", f"{name}, contradicted replaced")
     random = esi(out / "baselines" / "emb-random", "embed", ds, "--random-init", "atto")
     features = esi(out / "baselines" / "emb-features", "embed", feats)
     probes: dict[str, dict] = {"baselines": {}}
@@ -145,7 +171,7 @@ def run(opts: dict) -> dict[str, dict]:
                                         "-e", features, "--name", "features", *probe_args(opts, task))
     models = {}
     for arm in opts["arms"].split(","):
-        text = {"statements": None, "llm": llm_captions}.get(arm, captions)
+        text = texts.get(arm, captions)
         models[arm] = model = pretrain(out / arm / "model", ds, text, opts, ARMS[arm][1])
         emb = ["-e", esi(out / arm / "emb-stages", "embed", ds, "--checkpoint", model, "--pooling", "stages"), "--name", f"{arm}:stages"]
         if arm == "default":
@@ -239,7 +265,9 @@ def collect(result: dict, opts: dict) -> dict:
                             "contrastive_loss": model.summary.get("final_contrastive_loss"),
                             "caption_loss": model.summary.get("final_caption_loss") if model.parameters["caption_weight"] else None,
                             "minutes": float(log_rows["wall_s"][-1]) / 60 if log_rows.height else None})
-    return {"scale": {k: opts[k] for k in ("limit", "steps", "batch", "llm", "arms", "tasks", "bootstrap", "finetune", "epochs")},
+    audit = Path(opts["out"]) / "audit" / "audit.md"
+    return {"scale": {k: opts[k] for k in ("limit", "steps", "batch", "llm", "captions", "arms", "tasks", "bootstrap", "finetune",
+                                           "epochs")}, "audit": audit.read_text() if audit.is_file() else None,
             "date": date.today().isoformat(), "rows": rows, "zero_shot": zero_shot, "chosen_on_fold9": chosen,
             "seed_spread": spread, "finetune_gain": finetune_gain, "pretraining": pretraining}
 
@@ -252,7 +280,8 @@ def section(summary: dict) -> str:
     """The Markdown section (also what the run report includes)."""
     scale = summary["scale"]
     lines = ["## Ablation: what helps the ESI encoder at cpu-demo scale", "",
-             f"PTB-XL subset ({'first ' + scale['limit'] + ' records' if scale['limit'] else 'all 1,987 records'}), cpu-demo profile"
+             f"PTB-XL subset ({'first ' + scale['limit'] + ' records' if scale['limit'] else 'all 1,987 records'}"
+             f"{'; captions and pretraining on the first ' + scale['captions'] + ' records only' if scale.get('captions') else ''}), cpu-demo profile"
              f"{', ' + scale['steps'] + ' steps per run' if scale['steps'] else ''}; pretraining on folds 1-8 only (9 and 10 "
              "excluded, checked in every model manifest); probe C, thresholds, zero-shot prompts and the recommended arm chosen "
              f"on fold 9; fold 10 scored once. 95 % CIs from {scale['bootstrap']} bootstrap resamples of test records; Δ is the "
@@ -306,6 +335,8 @@ def section(summary: dict) -> str:
                 val = ", ".join(f"{s} {_f(v)}" for s, v in z["val_macro_auroc"].items())
                 lines.append(f"| {z['group']} | {z['strategy']} ({val}) | " + " | ".join(_f(z["per_class"].get(c)) for c in cls) + " |")
             lines.append("")
+    if summary.get("audit"):
+        lines += ["### Caption audit (the same records for every captions artifact; `esi audit --common`)", "", summary["audit"], ""]
     lines += ["### Pretraining runs", "", "| arm | what changed | text | steps | pairs | folds out (records) | final contrastive / caption loss | minutes |",
               "|---|---|---|---|---|---|---|---|"]
     for p in summary["pretraining"]:
@@ -327,7 +358,7 @@ def main(argv: list[str]) -> int:
     text = section(summary)
     (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "ablation.md").write_text(text)
-    full = not (opts["limit"] or opts["steps"])
+    full = not (opts["limit"] or opts["steps"] or opts["captions"])
     report = Path(opts["report"] or (HERE / "ABLATIONS.md" if full else out / "ABLATIONS.md"))
     from _common import machine
 
