@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from ..errors import EsiError, UsageError
-from .clean import Cleaned, Unusable
+from .clean import REFUSAL, Cleaned, Unusable
 from .privacy import redact, secrets, url_secrets
 
 RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx: transient by definition
@@ -230,8 +230,11 @@ class LLMClient:
 
 
 def _as_is(text: str, truncated: bool) -> Cleaned:
+    """The answer unchanged (no cleaning asked for), unless it was cut or refuses."""
     if truncated:
         raise Unusable("truncated answer (finish_reason=length; raise --max-tokens)")
+    if REFUSAL.match(text):
+        raise Unusable("refusal")
     return Cleaned(text, ())
 
 
