@@ -42,6 +42,7 @@ def _signal_stage(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray)
                    "wander_mv": _expand(quality["wander_mv"], keep, np.nan)}
         if beats is not None:  # measurements index leads in the standard order: absent ones back as zeros
             beats.windows, beats.iso = _expand(beats.windows, keep, 0.0), _expand(beats.iso, keep, 0.0)
+            beats.lead_quality = _expand(beats.lead_quality, keep, 0.0)
         return beats, quality, paced
     xc, beats = analyse(x, mask, fs, valid)
     quality = lead_quality(x, xc, mask, fs, valid)
@@ -70,11 +71,13 @@ def _record(b: int, beats, quality: dict, paced: np.ndarray, mask: np.ndarray, c
         row, ectopic = empty_record(), np.zeros(0, bool)
     noise = np.array([row[f"noise_{lead}_mv"] for lead in STANDARD_LEADS], float)
     flags, reason = assess(quality["flat"][b], quality["saturated"][b], quality["wander_mv"][b], noise,
-                           int(row["n_beats"]), int(row["n_normal_beats"]), STANDARD_LEADS, paced[b], mask)
+                           int(row["n_beats"]), int(row["n_normal_beats"]), STANDARD_LEADS, paced[b], mask,
+                           1.0 if beats is None or beats.rate_agreement is None else float(beats.rate_agreement[b]))
     for i, lead in enumerate(STANDARD_LEADS):  # absent leads: None, neither flat nor fine
         row[f"wander_{lead}_mv"] = float(quality["wander_mv"][b, i])
         row[f"flat_{lead}"] = bool(quality["flat"][b, i]) if mask[i] else None
         row[f"saturated_{lead}"] = bool(quality["saturated"][b, i]) if mask[i] else None
+    flags = row.pop("quality_flags", []) + flags  # measure_record's own (an implausible QT)
     if reason is not None:  # never a wrong number presented as valid: measurements go NaN
         keep = {k: v for k, v in row.items() if k.startswith(("wander_", "flat_", "saturated_", "noise_"))}
         row = {**empty_record(), **keep, "n_beats": row["n_beats"], "n_normal_beats": row["n_normal_beats"]}

@@ -6,7 +6,8 @@ Multi-lead, on one common time base per beat:
 - the isoelectric level per lead is the flattest 20 ms before QRS onset;
 - T peak and T offset per lead (largest interior local maximum of |T| after J; tangent at the steepest
   descent meeting the baseline), combined by the median over leads, then pulled to the record's median
-  where one beat strays (a T wave barely changes beat to beat);
+  where one beat strays (a T wave barely changes beat to beat); T is searched, and must end, before the
+  next beat's P onset (its QRS onset without a P wave): a T end on the next P wave is no T end;
 - P peak is the RMS maximum in the PR window; it counts only if large, above the local noise, and at a
   consistent distance from QRS onset across the record (atrial fibrillation scatters it).
 Fiducials are fractional sample indices (linear interpolation of threshold crossings), so 100-Hz data keep
@@ -38,6 +39,8 @@ class Beats:
     windows: np.ndarray  # (n, 12, W) baseline-corrected mV
     step: int = 1  # beat samples are dataset samples / step (decimated analysis above ANALYSIS_FS)
     fs: float = 0.0  # the analysis rate: dataset fs / step
+    lead_quality: np.ndarray | None = None  # (n, 12) each lead's detection quality at the beat (0 noisy .. 1 clean)
+    rate_agreement: np.ndarray | None = None  # (records,) share of lead weight behind one rate (detect.rate_agreement)
 
 
 def _smooth(x: np.ndarray, seconds: float, fs: float) -> np.ndarray:
@@ -143,6 +146,15 @@ def _t_per_lead(yt: np.ndarray, mask: np.ndarray, lo: np.ndarray, hi: np.ndarray
     return np.where(ok, t_peak, np.nan), np.where(ok, t_off, np.nan)
 
 
+def next_onset(record: np.ndarray, r: np.ndarray, p_on: np.ndarray, qrs_on: np.ndarray) -> np.ndarray:
+    """The next beat's P onset (its QRS onset where it has no P wave) in each beat's window; NaN for a record's last beat."""
+    out = np.full(len(r), np.nan)
+    if len(r) > 1:
+        nxt = np.where(np.isfinite(p_on[1:]), p_on[1:], qrs_on[1:]) + np.diff(r)
+        out[:-1] = np.where(record[1:] == record[:-1], nxt, np.nan)
+    return out
+
+
 def windows(xc: np.ndarray, record: np.ndarray, r: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
     """(n, 12, W) windows of the cleaned chunk around each R; samples outside the record are NaN."""
     pre, post = int(round(P.PRE_S * fs)), int(round(P.POST_S * fs))
@@ -181,15 +193,7 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     iso = np.nanmean(win[np.arange(n)[:, None], :, idx], axis=1)  # (n, 12)
     y = win - iso[:, :, None]
 
-    # --- T wave: RMS over leads of the smoothed signal, tangent at the steepest descent -----------------
     y0 = np.nan_to_num(y) * lead_w  # edges (outside the record) as 0 for the filters; absent leads as 0
-    yt = _smooth(y0, P.T_SMOOTH_S, fs)
-    t_lo = np.where(np.isfinite(qrs_off), qrs_off, pre + 0.06 * fs) + P.T_START_AFTER_QRS_S * fs
-    t_hi = pre + np.minimum(P.T_END_MAX_S * fs, P.T_END_RR_FRACTION * rr_next)
-    t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
-    t_off = t_off + P.T_OFF_LAG_S * fs
-    t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
-
     # --- P wave ----------------------------------------------------------------------------------------
     yp = _smooth(y0, P.P_SMOOTH_S, fs)
     mp = np.sqrt((yp**2).sum(axis=1) / n_leads)
@@ -218,6 +222,19 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     p_ok &= (count[record] < 2) | (np.abs(dist - med[record]) <= P.P_CONSISTENCY_S * fs)
     for arr in (p_on, p_peak, p_off):
         arr[~p_ok] = np.nan
+
+    # --- T wave: RMS over leads of the smoothed signal, tangent at the steepest descent -----------------
+    yt = _smooth(y0, P.T_SMOOTH_S, fs)
+    t_lo = np.where(np.isfinite(qrs_off), qrs_off, pre + 0.06 * fs) + P.T_START_AFTER_QRS_S * fs
+    t_hi = pre + np.minimum(P.T_END_MAX_S * fs, P.T_END_RR_FRACTION * rr_next)
+    bound = next_onset(record, r, p_on, qrs_on)  # T ends before the next P wave (or the next QRS) begins
+    t_hi = np.fmin(t_hi, bound - P.T_OFF_LAG_S * fs)
+    t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
+    t_off = t_off + P.T_OFF_LAG_S * fs
+    t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
+    with np.errstate(invalid="ignore"):  # the record's usual T would overrun this beat's next P: not measured
+        t_off[t_off > bound] = np.nan
+        t_peak[t_peak >= bound] = np.nan
 
     marks = {"p_on": p_on, "p_peak": p_peak, "p_off": p_off, "qrs_on": qrs_on, "qrs_off": qrs_off,
              "t_peak": t_peak, "t_off": t_off}

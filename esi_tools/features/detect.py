@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
 from . import params as P
@@ -37,30 +37,166 @@ def clean(x: np.ndarray, fs: float) -> np.ndarray:
     return sosfiltfilt(_sos("clean", fs), x, axis=-1).astype(np.float32, copy=False)
 
 
-def qrs_envelope(x: np.ndarray, fs: float, mask: np.ndarray) -> np.ndarray:
-    """(B, L) multi-lead QRS detection envelope from raw (B, 12, L) mV; masked-out leads do not vote."""
+_LATER = 1e6  # added to a value so that it sorts after every real envelope value (mV/sample, << 1e6)
+
+
+def _coarse(a: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """One sample per PERCENTILE_STEP_S of (..., L): levels and quality change slowly, 2-5x less work."""
+    k = max(1, int(P.PERCENTILE_STEP_S * fs))
+    return a[..., ::k], k
+
+
+def _fine(a: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Coarse (..., Lc) back to (..., n) by repetition."""
+    return np.repeat(a, k, axis=-1)[..., :n] if k > 1 else a[..., :n]
+
+
+def _win(seconds: float, step_s: float) -> int:
+    return max(1, int(round(seconds / step_s)) | 1)  # odd: centred
+
+
+def lead_envelopes(x: np.ndarray, fs: float, mask: np.ndarray, valid: np.ndarray):
+    """Per-lead QRS envelopes of a chunk (B, 12, L) mV, each scaled to its own local beat level, and their quality.
+
+    Returns (env, quality, norm, k): env (B, 12, L) in [0, 1], ~1 on that lead's QRS complexes; on the
+    coarse grid (one sample in k): quality (B, 12, Lc) in [0, 1] (0 where the lead is noisy or absent)
+    and norm, the scaled envelope before it is capped at 1 (so that its peaks are not plateaus).
+
+    The envelope is the RMS QRS-band slope over INTEGRATION_S (amplitude units). Its level is the
+    largest value within +-LEVEL_WINDOW_S/2 (local: it does not depend on where a segment starts or on
+    the gain of other parts of the record), but at least LEVEL_FLOOR of the lead's typical clean beat,
+    so that a pause cannot blow noise up to beat size. Where the envelope is busy (above BUSY_LEVEL of
+    its level over BUSY_LEVEL_WINDOW_S most of the time: noise, not beats) the lead's quality is 0, and
+    BUSY_SPREAD_S around it too.
+    """
     band = sosfiltfilt(_sos("qrs", fs), x, axis=-1)
     energy = np.diff(band, axis=-1, prepend=band[..., :1]) ** 2
-    scale = robust_level(energy, 99, fs)[..., None]
-    scale[scale <= 0] = np.inf  # a flat lead contributes nothing instead of dividing by zero
-    energy = np.minimum(energy / scale, P.ENERGY_CLIP) * mask[..., None]
-    votes = np.maximum(mask.sum(axis=1), 1)[:, None]
-    return uniform_filter1d(energy.sum(axis=1) / votes, size=max(1, int(P.INTEGRATION_S * fs)), axis=-1)
+    env = np.sqrt(uniform_filter1d(energy, size=max(1, int(P.INTEGRATION_S * fs)), axis=-1))
+    c, k = _coarse(env, fs)
+    step = k / fs
+    local = maximum_filter1d(c, _win(P.LEVEL_WINDOW_S, step), axis=-1)
+    wide = maximum_filter1d(c, _win(P.BUSY_LEVEL_WINDOW_S, step), axis=-1)
+    busy = uniform_filter1d((c > P.BUSY_LEVEL * wide).astype(np.float32), _win(P.BUSY_WINDOW_S, step), axis=-1)
+    quality = np.clip((P.BUSY_NOISY - busy) / (P.BUSY_NOISY - P.BUSY_CLEAN), 0, 1)
+    quality = minimum_filter1d(quality, _win(P.BUSY_SPREAD_S, step), axis=-1) * mask[..., None]
+    inside = np.arange(c.shape[-1])[None, None, :] * k < np.asarray(valid)[:, None, None]
+    # typical beat: from levels whose whole window is clean; where too few, clean points next; noise never
+    whole = minimum_filter1d(quality, _win(P.LEVEL_WINDOW_S, step), axis=-1) >= 0.5
+    key = np.where(whole, local, local + _LATER)
+    key = np.where(inside & (quality >= 0.5) & (local > 0), key, np.inf)  # noise and padding sort last
+    typical = np.percentile(key, P.LEVEL_PERCENTILE, axis=-1)
+    typical = np.where(typical >= _LATER, typical - _LATER, typical)
+    typical = np.where(mask & np.isfinite(typical), typical, np.inf)[..., None]
+    quality *= np.isfinite(typical)  # a flat lead (or one noisy throughout) has no say
+    level = np.maximum(local, P.LEVEL_FLOOR * typical)
+    return np.minimum(env / _fine(level, k, env.shape[-1]), 1.0), quality, c / level, k
 
 
-def detect_r_peaks(envelope: np.ndarray, magnitude: np.ndarray, fs: float, valid: int, ref: float) -> np.ndarray:
-    """R-peak sample indices of one record from its envelope (L,), refined on the spatial magnitude (L,).
+def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float):
+    """(plausibility (B, 12), beats): each lead's own beats on the coarse grid and how plausible their rhythm is.
 
-    `ref` is the envelope's ENVELOPE_REF_QUANTILE over the valid part (computed for a whole chunk at once).
+    beats = (record, lead, coarse index) of the lead's beats in its clean stretches. A lead that also
+    counts its T waves as beats has many RR intervals far shorter than its long ones (short-long
+    alternation); its plausibility falls to 0 when it has SHORT_RR_EXCESS more of them than the cleanest
+    lead of the record, so a beat cannot hinge on a lead whose own rhythm is implausible. Only RR intervals
+    lying wholly in clean stretches count (noise is the quality weight's business).
     """
-    env = envelope[:valid]
+    b, leads, _ = norm.shape
+    peak = (norm >= P.LEAD_BEAT_LEVEL) & (norm == maximum_filter1d(norm, _win(2 * P.REFRACTORY_S, k / fs), axis=-1))
+    rb, rl, rt = np.nonzero(peak)
+    noisy_before = np.cumsum(quality < 0.5, axis=-1)[rb, rl, rt]  # noisy samples up to each peak
+    clean = quality[rb, rl, rt] >= 0.5
+    group = rb * leads + rl
+    h = np.minimum(norm[rb, rl, rt], 1.0)
+    same = group[1:] == group[:-1]
+    t_wave = same & (np.diff(rt) * (k / fs) < P.T_WAVE_S) & (h[1:] < P.T_WAVE_RATIO * h[:-1])  # as in detect_r_peaks
+    keep = np.concatenate([[True], ~t_wave]) if len(rt) else np.zeros(0, bool)
+    rb, rl, rt, group, noisy_before, clean = rb[keep], rl[keep], rt[keep], group[keep], noisy_before[keep], clean[keep]
+    same = (group[1:] == group[:-1]) & (np.diff(noisy_before) == 0) & clean[:-1]  # RRs within clean stretches
+    rr, g = np.diff(rt)[same].astype(float), group[1:][same]
+    counts = np.bincount(g, minlength=b * leads)
+    table = np.full((max(int(counts.max(initial=0)), 1), b * leads), np.nan)
+    table[np.arange(len(rr)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[g], g] = rr  # g is sorted
+    s = np.sort(table, axis=0)  # NaN last: the first counts[j] rows of column j are its RRs in order
+    long_rr = s[(3 * np.maximum(counts - 1, 0)) // 4, np.arange(b * leads)]
+    short = np.where(counts >= 2, (table < P.SHORT_RR_FRACTION * long_rr).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    short = short.reshape(b, leads)
+    best = np.min(np.where(np.isfinite(short), short, np.inf), axis=1, keepdims=True)
+    excess = np.where(np.isfinite(short), short - np.where(np.isfinite(best), best, 0), 0.0)
+    return np.clip(1 - excess / P.SHORT_RR_EXCESS, 0, 1), (rb[clean], rl[clean], rt[clean])
+
+
+def rate_agreement(lead_beats: tuple, fused: list[np.ndarray], quality: np.ndarray, weight: np.ndarray,
+                   k: int, fs: float) -> np.ndarray:
+    """(B,) share of the lead weight whose own beats are the detected ones, in the lead's clean stretches.
+
+    A lead agrees when at least LEAD_MATCH of its beats are detected beats and LEAD_MATCH of the detected
+    beats are its beats (within MATCH_S); a lead with fewer than 3 of either has no vote. 1 when the leads
+    tell the rhythm the fused beats give (or none can tell), ~0.5 when two equal leads tell two rhythms.
+    """
+    b, leads, n = quality.shape
+    rb, rl, rt = lead_beats
+    fb = np.concatenate([np.full(len(p), i) for i, p in enumerate(fused)]) if fused else np.zeros(0, int)
+    ft = np.concatenate(fused) / k if fused else np.zeros(0)
+    key = fb * 4.0 * n + ft  # one sorted axis for all records' detected beats
+    pos = rb * 4.0 * n + rt
+    j = np.clip(np.searchsorted(key, pos), 1, max(len(key) - 1, 1))
+    near = np.minimum(np.abs(key[j - 1] - pos), np.abs(key[np.minimum(j, len(key) - 1)] - pos)) if len(key) else np.full(len(pos), np.inf)
+    hit = near <= P.MATCH_S * fs / k
+    group = rb * leads + rl
+    own = np.bincount(group, minlength=b * leads).reshape(b, leads)
+    matched = np.bincount(group, weights=hit, minlength=b * leads).reshape(b, leads)
+    clean_at = quality[fb, :, np.minimum(ft.astype(int), n - 1)] >= 0.5 if len(ft) else np.zeros((0, leads), bool)
+    seen = np.zeros((b, leads))
+    np.add.at(seen, fb, clean_at)
+    vote = (own >= 3) & (seen >= 3)
+    agree = (matched >= P.LEAD_MATCH * own) & (matched >= P.LEAD_MATCH * seen)
+    w = weight * vote
+    total = w.sum(axis=1)
+    return np.where(total > 0, (w * agree).sum(axis=1) / np.where(total > 0, total, 1), 1.0)
+
+
+def fuse(env: np.ndarray, quality: np.ndarray, plausible: np.ndarray, k: int, mask: np.ndarray):
+    """(score, threshold), both (B, L): the quality-weighted mean over leads of their scaled envelopes (1 =
+    every lead sees a QRS), and the score a beat needs there: AGREEMENT where two or more leads hold the
+    weight (more than half of it must see the beat), falling to ONE_LEAD_THRESHOLD where one lead holds it all.
+    """
+    w = quality * (plausible[..., None] + P.IMPLAUSIBLE_WEIGHT) + P.WEIGHT_FLOOR * mask[..., None]
+    total = np.maximum(w.sum(axis=1), 1e-9)
+    alone = np.clip(2 * w.max(axis=1) / total - 1, 0, 1)  # 0: two equal leads or more, 1: a single lead
+    threshold = P.AGREEMENT - (P.AGREEMENT - P.ONE_LEAD_THRESHOLD) * alone
+    w = _fine(w, k, env.shape[-1])
+    return (w * env).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9), _fine(threshold, k, env.shape[-1])
+
+
+def magnitude(xa: np.ndarray, mask: np.ndarray, quality: np.ndarray, k: int, fs: float) -> np.ndarray:
+    """(B, L) spatial magnitude R is centred on: every lead counts equally, a noisy stretch of a lead not at all."""
+    weight = mask / np.maximum(robust_level(np.abs(xa), 99, fs), 1e-3)
+    y = (xa * weight[:, :, None]) ** 2
+    if (quality[mask] < 1).any():  # the usual clean chunk skips this
+        y *= _fine(quality, k, y.shape[-1]) + P.WEIGHT_FLOOR
+    return y.sum(axis=1)
+
+
+def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarray, fs: float, valid: int) -> np.ndarray:
+    """R-peak sample indices of one record from its agreement score and threshold (L,), refined on the spatial magnitude (L,)."""
+    env = score[:valid]
     if valid < 2 or not np.isfinite(env).all() or env.max() <= 0:
         return np.zeros(0, np.int64)
-    peaks, _ = find_peaks(env, height=P.DETECT_THRESHOLD * ref, distance=max(1, int(P.REFRACTORY_S * fs)))
+    peaks, _ = find_peaks(env, height=threshold[:valid], distance=max(1, int(P.REFRACTORY_S * fs)))
+    if len(peaks) > 1:  # T-wave discrimination (Pan-Tompkins): close after a beat and much weaker than it
+        h = env[peaks]
+        t_wave = (np.diff(peaks) < P.T_WAVE_S * fs) & (h[1:] < P.T_WAVE_RATIO * h[:-1])
+        peaks = peaks[np.concatenate([[True], ~t_wave])]
     if len(peaks) == 0:
         return peaks.astype(np.int64)
-    half = int(P.R_REFINE_S * fs)
-    offsets = np.arange(-half, half + 1)
-    idx = np.clip(peaks[:, None] + offsets, 0, valid - 1)
-    r = idx[np.arange(len(peaks)), np.argmax(magnitude[idx], axis=1)]
+    r = _refine(peaks, magnitude, int(P.R_REFINE_S * fs), valid)
+    if len(r) >= 3:  # the same fiducial in every beat: where R and S are alike, the largest may swap beat to beat
+        r = _refine(peaks + int(np.median(r - peaks)), magnitude, int(P.R_CONSISTENT_S * fs), valid)
     return np.unique(r).astype(np.int64)
+
+
+def _refine(centre: np.ndarray, magnitude: np.ndarray, half: int, valid: int) -> np.ndarray:
+    """The largest magnitude within +-half samples of each centre."""
+    idx = np.clip(centre[:, None] + np.arange(-half, half + 1), 0, valid - 1)
+    return idx[np.arange(len(centre)), np.argmax(magnitude[idx], axis=1)]

@@ -20,6 +20,7 @@ MARK_NAMES = ("p_on", "p_peak", "p_off", "qrs_on", "qrs_off", "t_peak", "t_off")
 PER_LEAD = ("p_amp", "q_amp", "r_amp", "s_amp", "qrs_ptp", "st_j", "st_j60", "t_amp")
 LIMB, PRECORDIAL = STANDARD_LEADS[:6], STANDARD_LEADS[6:]
 MIN_P_FRACTION = 0.5  # PR is reported only when at least half the beats show a P wave
+MIN_CLEAN_BEATS = 3  # a median beat needs 3 beats
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,6 +47,24 @@ def _median_beat(w: np.ndarray) -> np.ndarray:
         k = len(s)
         return (s[(k - 1) // 2] + s[k // 2]) / 2
     return nanmedian0(w)
+
+
+def _quiet(w: np.ndarray, quality: np.ndarray | None, sel: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Beat windows with NaN for a lead at the beats where detection found it noisy.
+
+    Only a lead clean at MIN_CLEAN_BEATS or more beats is masked (else it keeps all its beats, noisy or not:
+    its amplitudes are better than none), and a beat keeps all its leads if all are noisy.
+    """
+    if quality is None:
+        return w
+    noisy = (quality[sel] < 0.5) & mask
+    noisy[:, (~noisy).sum(axis=0) < MIN_CLEAN_BEATS] = False
+    noisy[noisy.sum(axis=1) >= mask.sum()] = False
+    if not noisy.any():
+        return w
+    w = w.copy()
+    w[noisy] = np.nan
+    return w
 
 
 def empty_record() -> dict:
@@ -97,8 +116,29 @@ def rhythm(rr: np.ndarray, diffs: np.ndarray | None = None) -> dict:
     return out
 
 
+QTC_RANGE_MS = (300.0, 650.0)  # Bazett QTc outside this is a delineation slip (T on the next P, or lost), not a QT
+QT_RR_GAP_MS = 100.0  # the next beat's P wave and PR segment need >= 100 ms between T end and its QRS
+
+
+def qt_implausible(qt: float, qtc: float, rr: float) -> str | None:
+    """The quality flag saying why a record's QT (ms) cannot be true, else None.
+
+    `qt_implausible_qtc` when the Bazett QTc is outside QTC_RANGE_MS, `qt_implausible_rr` when the QT leaves
+    less than QT_RR_GAP_MS of the median RR (its T wave would run into the next P wave; at fast rates with
+    flutter or fibrillation waves, or a T fused with the next P, no T end can be read).
+    """
+    if not QTC_RANGE_MS[0] <= qtc <= QTC_RANGE_MS[1]:
+        return "qt_implausible_qtc"
+    if qt > rr - QT_RR_GAP_MS:
+        return "qt_implausible_rr"
+    return None
+
+
 def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Measurements of one record (its beats are beats[sel]); returns (row, ectopic flag per beat)."""
+    """Measurements of one record (its beats are beats[sel]); returns (row, ectopic flag per beat).
+
+    row["quality_flags"], when present, lists what measure_record itself found (an implausible QT).
+    """
     row = empty_record()
     r = beats.r[sel]
     w = beats.windows[sel]
@@ -113,11 +153,12 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
     # --- ectopic beats: QRS shape unlike the median beat, or premature with a longer RR after ---------
     pre = beats.pre
     q0, q1 = pre - int(0.05 * fs), pre + int(0.08 * fs)
-    template = _median_beat(w)
+    shape_w = _quiet(w, beats.lead_quality, sel, mask)  # a lead noisy at a beat does not judge or shape templates
+    template = _median_beat(shape_w)
     ref = template[mask, q0:q1].ravel()
     lag = max(1, int(round(P.ECTOPIC_LAG_S * fs)))
     step = max(1, lag // 5)  # ~11 lags whatever fs: a 1-sample R jitter at 100 Hz must not look ectopic
-    seg = w[:, :, q0 - lag:q1 + lag] if mask.all() else w[:, mask, q0 - lag:q1 + lag]
+    seg = shape_w[:, :, q0 - lag:q1 + lag] if mask.all() else shape_w[:, mask, q0 - lag:q1 + lag]
     views = np.lib.stride_tricks.sliding_window_view(seg, q1 - q0, axis=2)[:, :, ::step]  # (n, m, lags, len)
     stacked = np.moveaxis(views, 2, 0).reshape(views.shape[2] * n, -1)  # all lags in one pass
     corr = _corr(stacked, ref).reshape(views.shape[2], n).max(axis=0)
@@ -149,8 +190,11 @@ def measure_record(beats: Beats, sel: np.ndarray, fs: float, mask: np.ndarray) -
         rr_s = med_rr / 1000.0
         row["qtc_bazett_ms"] = row["qt_ms"] / np.sqrt(rr_s)
         row["qtc_fridericia_ms"] = row["qt_ms"] / np.cbrt(rr_s)
+        why = qt_implausible(row["qt_ms"], row["qtc_bazett_ms"], med_rr)
+        if why:  # a wrong QT is worse than none: not printed, and the record says why
+            row.update(qt_ms=np.nan, qtc_bazett_ms=np.nan, qtc_fridericia_ms=np.nan, quality_flags=[why])
     # --- amplitudes on the median normal beat ---------------------------------------------------------
-    tmpl = template if normal.all() else _median_beat(w[normal])
+    tmpl = template if normal.all() else _median_beat(shape_w[normal])
     _amplitudes(row, tmpl, rel, fs, has_p.mean() >= MIN_P_FRACTION, mask)
     # beat-to-beat residual inside this beat only: at fast rates a fixed window would reach the next
     # (possibly premature) beat and call a clean record noisy

@@ -34,13 +34,14 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     step = max(1, int(fs // P.ANALYSIS_FS))
     xa = np.ascontiguousarray(xc[..., ::step]) if step > 1 else xc.copy()
     fa, va = fs / step, -(-np.asarray(valid) // step)
-    env = detect.qrs_envelope(x if step == 1 else xa, fa, mask)
-    weight = mask / np.maximum(detect.robust_level(np.abs(xa), 99, fa), 1e-3)  # each lead counts equally
-    magnitude = ((xa * weight[:, :, None]) ** 2).sum(axis=1)
-    inside = np.arange(env.shape[1])[None, :] < va[:, None]
-    ref = np.nanquantile(np.where(inside, env, np.nan), P.ENVELOPE_REF_QUANTILE, axis=1) if not inside.all() \
-        else np.quantile(env, P.ENVELOPE_REF_QUANTILE, axis=1)
-    peaks = [detect.detect_r_peaks(env[b], magnitude[b], fa, int(va[b]), ref[b]) for b in range(len(x))]
+    env, quality, norm, k = detect.lead_envelopes(x if step == 1 else xa, fa, mask, va)
+    plausible, lead_beats = detect.lead_rhythms(norm, quality, k, fa)
+    score, threshold = detect.fuse(env, quality, plausible, k, mask)
+    magnitude = detect.magnitude(xa, mask, quality, k, fa)
+    peaks = [detect.detect_r_peaks(score[b], threshold[b], magnitude[b], fa, int(va[b])) for b in range(len(x))]
+    inside = np.arange(quality.shape[-1])[None, None, :] * k < va[:, None, None]
+    weight = plausible * np.where(inside, quality, 0).mean(axis=-1)
+    agreement = detect.rate_agreement(lead_beats, peaks, quality, weight, k, fa)
     for b in range(len(x)):
         xc[b, :, int(valid[b]):] = np.nan
         xa[b, :, int(va[b]):] = np.nan
@@ -50,7 +51,8 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     if len(r) == 0:
         return xc, None
     beats = delineate(xa, mask, record, r, rr_prev, rr_next, fa)
-    beats.step, beats.fs = step, fa
+    beats.step, beats.fs, beats.rate_agreement = step, fa, agreement
+    beats.lead_quality = quality[record, :, np.minimum(r // k, quality.shape[-1] - 1)]  # (n, 12)
     return xc, beats
 
 

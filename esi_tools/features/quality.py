@@ -9,6 +9,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from .detect import robust_level
+from .params import MIN_RATE_AGREEMENT
 
 FLAT_MV = 0.02  # a lead whose filtered signal has a 99th-1st percentile range under 20 uV carries no ECG
 SATURATION_MIN = 6  # samples pinned at the lead's own extreme value: real peaks hit their max once or twice
@@ -53,11 +54,12 @@ MAX_NOISY_LEADS = 5  # 6+ noisy leads: fiducials cannot be trusted
 
 
 def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: tuple[str, ...],
-           paced: float = float("nan"), present=None) -> tuple[list[str], str | None]:
+           paced: float = float("nan"), present=None, agreement: float = 1.0) -> tuple[list[str], str | None]:
     """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable).
 
     `present` (bool per lead, default all) names the leads the record has: only those are flagged or counted,
-    so a 2-lead recording is judged on its 2 leads, not as 10 missing ones.
+    so a 2-lead recording is judged on its 2 leads, not as 10 missing ones. `agreement`: the share of lead
+    weight whose own rate is the same (detect.rate_agreement); under MIN_RATE_AGREEMENT no rate is trusted.
     """
     present = np.ones(len(leads), bool) if present is None else np.asarray(present, bool)
     flat, saturated = np.asarray(flat, bool) & present, np.asarray(saturated, bool) & present
@@ -83,6 +85,8 @@ def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: t
         return flags, f"{n_sat} saturated leads"
     if n_beats < MIN_BEATS:
         return flags, f"too few beats ({n_beats})"
+    if agreement < MIN_RATE_AGREEMENT:
+        return flags + ["leads_disagree_on_rate"], f"leads disagree on the rate ({agreement:.0%} of lead weight behind one)"
     if n_normal < MIN_BEATS:
         return flags, f"no dominant beat shape ({n_normal} of {n_beats} beats alike)"
     if n_noisy > MAX_NOISY_LEADS or n_noisy >= live:
