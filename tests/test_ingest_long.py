@@ -114,10 +114,9 @@ def test_holter_lead_names_mapped_through_aliases(tmp_path):
 
 def test_lead_map_and_unknown_leads_kept(tmp_path):
     src = _two_lead_holter(tmp_path / "ecg", ["ECG1", "ECG2"], minutes=1)
-    refused = run_esi("-q", "ingest", "wfdb", src, "--out", tmp_path / "refused")
-    assert refused.exit_code == 0, refused.output
-    reason = Dataset.open(tmp_path / "refused").artifact.table("rejects.parquet")["reason"][0]
-    assert "no known lead names" in reason and "--lead-map" in reason
+    refused = run_esi("-q", "ingest", "wfdb", src, "--out", tmp_path / "refused")  # keeps nothing: fails, saying why
+    assert refused.exit_code == 2 and "no record kept" in refused.stderr, refused.output
+    assert "no known lead names" in refused.stderr and "--lead-map" in refused.stderr
     mapped = run_esi("-q", "ingest", "wfdb", src, "--lead-map", "ECG1=II,ECG2=V5", "--out", tmp_path / "mapped")
     assert mapped.exit_code == 0, mapped.output
     ds = Dataset.open(tmp_path / "mapped")

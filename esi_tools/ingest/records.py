@@ -2,7 +2,8 @@
 
 Without windowing a recording gives one record, its first `seconds` (cut or zero-padded, and the columns
 `cut`, `padded`, `coverage` say so). With a stride, every window of `seconds` starting at 0, stride,
-2*stride, ... is a record of its own (`parent_record_id`, `start_s`). Only the samples a window needs (plus a
+2*stride, ... is a record of its own (`parent_record_id`, `start_s`); the samples after the last full window
+make a last, padded record, or a reject naming its length when they are under half a window. Only the samples a window needs (plus a
 resampling margin) are read. Problems with the recording raise RecordError (one reject); problems of one
 window (a NaN or flat lead) reject that window only.
 """
@@ -27,6 +28,7 @@ from .wfdb_reader import Header, Signal, read_header
 FLAT_UV = 10.0  # a lead whose peak-to-peak is below 10 uV carries no ECG (disconnected or zeroed)
 MAX_NAN_FRACTION = 0.05  # up to 5 % missing samples per lead become the lead mean; more and the record is rejected
 MAX_READ_VALUES = 1 << 25  # samples x signals read at once (128 MiB as float32): bounds a worker's memory
+MIN_PARTIAL = 0.5  # a recording's last partial window becomes a padded record when it holds half a window, else a reject
 MAX_WINDOWS = 100_000  # windows per recording: 11.5 days at a 10 s stride; more is not one ECG recording
 MIMIC_PATH = re.compile(r"/p\d{4}/p\d{8}/s\d{8}/\d{8}\.hea$")  # MIMIC-IV-ECG: files/pNNNN/pNNNNNNNN/sNNNNNNNN/<study>
 SHIFTED_YEAR = 2100  # MIMIC shifts dates into 2100-2200: a header dated after this is de-identified clinical data
@@ -70,15 +72,31 @@ class Loaded:
 
 
 def window_count(hdr: Header, opts: ReadOptions) -> int:
-    """How many records a recording gives: 1 without windowing, else every full window (at least one)."""
+    """How many windows a recording gives: 1 without windowing, else every full window (at least one) and,
+    when samples are left after the last full one, one last partial window (see `partial_window`)."""
     if opts.stride is None:
         return 1
     duration = hdr.n_samples / hdr.fs
     count = 1 + max(0, math.floor((duration - opts.seconds) / opts.stride + 1e-9))
+    if duration - ((count - 1) * opts.stride + opts.seconds) >= 1 / opts.fs:  # a tail no full window covers
+        count += 1
     if count > MAX_WINDOWS:
         raise RecordError(f"recording of {duration:,.0f} s in {hdr.record} gives {count:,} windows "
                           f"(at most {MAX_WINDOWS:,} per recording)")
     return count
+
+
+def partial_window(k: int, hdr: Header, opts: ReadOptions) -> str | None:
+    """Why window `k` is not stored: a last partial window under MIN_PARTIAL of `--window` is a reject (with its
+    length), a longer one a padded record (flag `padded`); nothing of a recording disappears silently."""
+    if opts.stride is None or k == 0:
+        return None
+    start = k * opts.stride
+    real = hdr.n_samples / hdr.fs - start
+    if real >= MIN_PARTIAL * opts.seconds:
+        return None
+    return (f"last partial window at {start:g} s: {real:.2f} s of {opts.seconds:g} s, under {MIN_PARTIAL:.0%} of "
+            f"a window (not stored; --stride smaller than --window covers it)")
 
 
 def credentialed_evidence(spec: RecordSpec, hdr: Header, opts: ReadOptions) -> str | None:
@@ -138,9 +156,12 @@ def _load(task: Task) -> list[Loaded]:
         core = slice(math.ceil(start * down / up) - begin, min(end, math.ceil((start + opts.length) * down / up)) - begin)
         window = fill_missing(uv[:, core].copy(), missing[:, core])
         try:
+            short = partial_window(k, hdr, opts)
+            if short:
+                raise RecordError(short)
             window_flags = _check_leads(window, missing[:, core], hdr.names, leads.slots)
         except RecordError as exc:
-            reason = exc.reason if opts.stride is None else f"window at {start / opts.fs:g} s: {exc.reason}"
+            reason = exc.reason if opts.stride is None or short else f"window at {start / opts.fs:g} s: {exc.reason}"
             out.append(Loaded(record_id, spec.header, reason=reason))
             continue
         piece, at = (window, 0) if same_rate else (resampled, start - offset0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ArtifactWriter
-from ..console import log, progress
+from ..console import log, progress, warn
 from ..errors import InputError, RecordError, UsageError
-from ..signal.leads import STANDARD_LEADS, parse_lead_map
+from ..signal.leads import STANDARD_LEADS, parse_lead_map, unmatched_entries
 from .paths import inside
 from .records import Loaded, ReadOptions, Task, window_count
 from .sources import RecordSpec, list_headers, list_mimic, list_ptbxl
@@ -141,6 +142,8 @@ def _check(config: IngestConfig) -> IngestConfig:
         value = getattr(config, name)
         if value is not None and not (value > 0 and np.isfinite(value)):
             raise UsageError(f"--{name} must be a positive number of seconds")
+        if value is not None and value * config.fs < 1:
+            raise UsageError(f"--{name} {value:g} is shorter than one sample at --fs {config.fs:g} Hz")
     seconds = config.window or config.seconds
     if config.fs * seconds > MAX_RECORD_SAMPLES:
         raise UsageError(f"--fs x {'--window' if config.window else '--seconds'} = {config.fs * seconds:,.0f} samples "
@@ -194,6 +197,8 @@ def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -
                         bar.advance()
                     if not isinstance(item, Task) and sink.add(item):
                         waves.append(item.array)
+        if not len(sink.rows):  # an empty dataset is never what was asked for: say why every record went
+            raise InputError(f"no record kept: {_why_none(sink.rejects)}")
         sink.close()
         evidence = layout or sink.evidence
         writer.summary.update({
@@ -204,8 +209,23 @@ def ingest(config: IngestConfig, src: Path, out: Path, *, force: bool = False) -
         })
         _write_tables(writer, sink.rejects, config, src)
         path = writer.commit()
+    unmatched = unmatched_entries(parse_lead_map(config.lead_map), sink.channels)
+    if unmatched:
+        warn(f"--lead-map entries matching no channel of any record: {', '.join(unmatched)}")
     log(f"ingested {len(sink.rows)} records ({len(sink.rejects)} rejected) -> {path}")
     return path
+
+
+def _why_none(rejects: list[dict]) -> str:
+    """'all N rejected, commonest reason: ...' for a run that kept nothing."""
+    from collections import Counter
+
+    if not rejects:
+        return "the source lists no records"
+    reasons = Counter(re.sub(r"\d+(\.\d+)?", "N", r["reason"]) for r in rejects)
+    pattern, count = reasons.most_common(1)[0]
+    example = next(r["reason"] for r in rejects if re.sub(r"\d+(\.\d+)?", "N", r["reason"]) == pattern)
+    return f"all {len(rejects):,} rejected; commonest reason ({count:,}x): {example}"
 
 
 class _Sink:
@@ -216,6 +236,7 @@ class _Sink:
         self.seen: set[str] = set()
         self.parents: set[str] = set()
         self.evidence: str | None = None
+        self.channels: set[str] = set()  # header channel names of the stored records (for --lead-map's check)
 
     @property
     def recordings(self) -> int:
@@ -235,6 +256,7 @@ class _Sink:
             return False
         self.seen.add(item.record_id)
         meta = dict(item.meta)
+        self.channels.update(meta.get("leads") or [])
         self.evidence = self.evidence or meta.pop("credentialed_evidence", None)
         self.parents.add(meta["parent_record_id"])
         self.rows.append({**meta, "record_id": item.record_id, "source": self.config.kind, "fs": self.config.fs,

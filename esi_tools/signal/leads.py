@@ -54,8 +54,17 @@ def parse_lead_map(text: str | None) -> dict[str, str]:
         if not sep or not name.strip() or lead is None:
             raise ValueError(f"--lead-map entry {entry.strip()!r}: expected NAME=LEAD with LEAD one of "
                              f"{', '.join(STANDARD_LEADS)}")
+        if _key(name) in mapping:
+            raise ValueError(f"--lead-map names {name.strip()!r} twice (as {mapping[_key(name)]} and as {lead}); "
+                             "give each channel one lead")
         mapping[_key(name)] = lead
     return mapping
+
+
+def unmatched_entries(lead_map: dict[str, str], channels: set[str]) -> list[str]:
+    """The --lead-map names (as parsed) that match none of `channels` (header channel names seen)."""
+    seen = {_key(name) for name in channels}
+    return sorted(name for name in lead_map if name not in seen)
 
 
 @dataclass
