@@ -100,6 +100,18 @@ class Artifact:
     def changes(self) -> list[str]:
         """Every difference from the manifest: files missing, resized, re-hashed or added, and inputs whose
         manifest changed since this artifact was made (inputs no longer at their recorded path are skipped)."""
+        problems = self.file_changes()
+        for inp in self.manifest["inputs"]:
+            if not inp["path"]:  # a portable artifact (an export) records no location: nothing to compare
+                continue
+            manifest = Path(inp["path"]) / MANIFEST
+            if manifest.is_file() and (now := sha256_file(manifest)) != inp["manifest_sha256"]:
+                problems.append(f"input '{inp['role']}' at {inp['path']} changed since this artifact was made "
+                                f"(manifest sha256 {inp['manifest_sha256'][:12]} recorded, {now[:12]} now)")
+        return problems
+
+    def file_changes(self) -> list[str]:
+        """The artifact's own files missing, resized, re-hashed, added (or a link added) since it was written."""
         problems = []
         for name, info in sorted(self.manifest["files"].items()):
             path = self.path / name
@@ -110,25 +122,30 @@ class Artifact:
             elif sha256_file(path) != info["sha256"]:
                 problems.append(f"{path}: sha256 differs from its manifest (modified after writing)")
         listed = {*self.manifest["files"], MANIFEST}
-        for path in sorted(p for p in self.path.rglob("*") if p.is_file()):
-            if path.relative_to(self.path).as_posix() not in listed:
+        for path in sorted(_entries(self.path)):
+            if path.is_symlink():  # we never write links: one added (to a file or a folder) changes what is read
+                problems.append(f"{path}: a symbolic link to {os.readlink(path)} (added after writing)")
+            elif not path.is_dir() and path.relative_to(self.path).as_posix() not in listed:
                 problems.append(f"{path}: not in the manifest (added after writing)")
-        for inp in self.manifest["inputs"]:
-            manifest = Path(inp["path"]) / MANIFEST
-            if manifest.is_file() and (now := sha256_file(manifest)) != inp["manifest_sha256"]:
-                problems.append(f"input '{inp['role']}' at {inp['path']} changed since this artifact was made "
-                                f"(manifest sha256 {inp['manifest_sha256'][:12]} recorded, {now[:12]} now)")
         return problems
 
     def missing_inputs(self) -> list[dict]:
-        """Recorded inputs no longer found at their recorded path (moved or deleted: cannot be checked)."""
-        return [inp for inp in self.manifest["inputs"] if not (Path(inp["path"]) / MANIFEST).is_file()]
+        """Recorded inputs no longer found at their recorded path (moved or deleted: cannot be checked); a
+        portable artifact's inputs carry no path and are not looked for."""
+        return [inp for inp in self.manifest["inputs"] if inp["path"] and not (Path(inp["path"]) / MANIFEST).is_file()]
 
     def verify(self) -> None:
         """Raise on the first of `changes()` (re-hashes every file: slow for big waveforms; `esi verify`)."""
         problems = self.changes()
         if problems:
             raise ArtifactError(problems[0])
+
+
+def _entries(root: Path):
+    """Every file, folder and link under `root`, links not followed."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            yield Path(folder) / name
 
 
 def open_artifact(path: str | Path, kind: str | tuple[str, ...] | None = None, *, check_files: bool = True) -> Artifact:
@@ -257,7 +274,7 @@ def _refuse_existing(out: Path, kind: str, force: bool) -> None:
         raise InputError(f"{out} already exists (pass --force to replace it)")
 
 
-class _OutLock:
+class OutLock:
     """An exclusive flock on the sibling file `.<name>.lock`, which we create with our signature and remove on
     release. A file at that path without the signature (a user's `.precious.lock`) is refused, never taken or
     deleted; one with it is a lock a killed writer left and is reused.
@@ -316,6 +333,12 @@ class _OutLock:
         return InputError(f"{self.path} exists and is not an esi lock file; esi will not use or delete it: "
                           f"move it away or choose another --out")
 
+    def __enter__(self) -> OutLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def release(self) -> None:
         if self.fd is not None:
             try:
@@ -333,7 +356,8 @@ class ArtifactWriter:
     Used as a context manager: an exception (or Ctrl-C) removes the temporary directory, so an interrupted
     command leaves nothing at `out`. `sources` are raw input directories (a collection being ingested):
     like `inputs`, --out may not be, sit inside, or contain one. The writer holds a lock on `out` from
-    construction to commit or abort, so a second writer to the same --out fails at once.
+    construction to commit or abort (or from earlier: `lock`, an OutLock the command took before its work), so a
+    second writer to the same --out fails at once.
     """
 
     def __init__(
@@ -346,6 +370,8 @@ class ArtifactWriter:
         sources: Iterable[str | Path] = (),
         force: bool = False,
         argv: list[str] | None = None,
+        lock: OutLock | None = None,
+        portable: bool = False,
     ):
         self.out = Path(out)
         self.kind = kind
@@ -354,6 +380,7 @@ class ArtifactWriter:
         self.inputs = inputs or {}
         self.force = force
         self.argv = list(sys.argv if argv is None else argv)
+        self.portable = portable  # to be shared (an export): inputs are recorded by digest, not by local path
         self.summary: dict[str, Any] = {}
         self._rows: dict[str, int] = {}
         _refuse_overlap(self.out, [("input", a.path) for a in self.inputs.values()] + [("source", Path(s)) for s in sources])
@@ -362,7 +389,7 @@ class ArtifactWriter:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"--out {self.out}: cannot create its parent directory ({exc.strerror})") from None
-        self._lock = _OutLock(self.out)
+        self._lock = lock or OutLock(self.out)  # a command that works long before writing takes it first
         try:
             _refuse_existing(self.out, kind, force)  # again, now that no other esi writer can change it
             _remove_stale_temporaries(self.out)
@@ -447,7 +474,8 @@ class ArtifactWriter:
             "argv": self.argv,
             "parameters": self.parameters,
             "inputs": [
-                {"role": role, "kind": art.kind, "path": str(art.path.resolve()), "manifest_sha256": art.digest}
+                {"role": role, "kind": art.kind, "path": "" if self.portable else str(art.path.resolve()),
+                 "manifest_sha256": art.digest}
                 for role, art in self.inputs.items()
             ],
             "files": files,

@@ -11,7 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from .artifacts import MANIFEST, sha256_file
+from .artifacts import MANIFEST, OutLock, sha256_file
 from .console import log, progress, warn
 from .errors import EsiError, InputError
 
@@ -134,6 +134,12 @@ def download(dataset: str, out: Path, *, base_url: str | None = None, records100
     if not sums:
         raise DownloadError(f"{base}SHA256SUMS.txt lists no files")
     out.mkdir(parents=True, exist_ok=True)
+    with OutLock(out.resolve()):  # one download into a folder at a time: a second one fails at once, in one line
+        return _download_all(dataset, out, base, sums, workers, timeout, records100_only)
+
+
+def _download_all(dataset: str, out: Path, base: str, sums: dict[str, str], workers: int, timeout: float,
+                  records100_only: bool) -> Path:
     counts: dict[str, int] = {}
     failures: list[str] = []
     total_bytes = 0

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..artifacts import ArtifactWriter, check_out
+from ..artifacts import ArtifactWriter, OutLock, check_out
 from ..console import log, progress
 from ..dataset import Dataset
-from ..errors import EsiError, InputError
+from ..errors import EsiError, InputError, Stopped
 from ..losses import esi_loss
 from ..model.coca import ESIConfig
 from ..model.factory import create_model, model_config
@@ -28,10 +28,8 @@ from .export import write_model
 LOSS_TERMS = ("loss", "contrastive_loss", "caption_loss")
 
 
-class Interrupted(EsiError):
-    """Ctrl-C / SIGTERM: a checkpoint was saved; the message says how to continue."""
-
-    exit_code = 130
+class Interrupted(Stopped):
+    """Ctrl-C / SIGTERM / --stop-after: a checkpoint was saved; the message says how to continue."""
 
 
 def model_settings(cfg: PretrainConfig, crop_seconds: float) -> ESIConfig:
@@ -90,9 +88,23 @@ def pretrain(cfg: PretrainConfig, dataset_path: Path, out: Path, *, captions: Pa
 
 
 def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
+    """Rank 0 takes the locks on --out and on the checkpoint folder before any work and holds them to the end:
+    a second run to either fails at once, instead of training and then being refused (or overwriting `latest`)."""
     out = Path(out)
-    if rank == 0:  # an --out the writer would refuse fails now, not after training
-        check_out(out, "model", inputs=[dataset_path, *([captions] if captions else [])], force=force)
+    ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out.parent / f"{out.name}.checkpoints"
+    if rank != 0:
+        return _train(cfg, dataset_path, out, captions, force, rank, world, device, ckpt_root, None)
+    check_out(out, "model", inputs=[dataset_path, *([captions] if captions else [])], force=force)
+    for folder in (out.parent, ckpt_root.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot create it ({exc.strerror})") from None
+    with OutLock(out) as out_lock, OutLock(ckpt_root):
+        return _train(cfg, dataset_path, out, captions, force, rank, world, device, ckpt_root, out_lock)
+
+
+def _train(cfg, dataset_path, out, captions, force, rank, world, device, ckpt_root, out_lock):
     if cfg.resume:
         checkpoint.find(cfg.resume)  # a wrong path fails now, not after the model is built
     ds = Dataset.open(dataset_path)
@@ -109,7 +121,6 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     engine = make_engine(model, cfg, lr_lambda(cfg, steps_per_epoch, total), world_size=world, device=device)
     settings = {**cfg.to_dict(), "text_source": pairs.text_source}
-    ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out.parent / f"{out.name}.checkpoints"
     step, history = 0, []
     if cfg.resume:
         step, history = checkpoint.load(cfg.resume, engine, settings=settings, rank=rank, world_size=world)
@@ -171,7 +182,8 @@ def _pretrain(cfg, dataset_path, out, captions, force, rank, world, device):
     model.eval()
     last = history[-1] if history else {}
     inputs = {"dataset": ds.artifact} | ({"captions": pairs.captions} if pairs.captions is not None else {})
-    with ArtifactWriter(out, "model", parameters={**settings, "engine": engine.name, "world_size": world}, inputs=inputs, force=force) as writer:
+    with ArtifactWriter(out, "model", parameters={**settings, "engine": engine.name, "world_size": world}, inputs=inputs, force=force,
+                        lock=out_lock) as writer:
         write_model(writer, model, state, history)
         writer.write_table("rejects.parquet", pairs.rejects)
         writer.summary.update(
