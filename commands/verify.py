@@ -17,7 +17,7 @@ def verify(
     """Check each artifact's files (missing, resized, re-hashed, added) and inputs (manifest digest changed).
 
     Prints the path of every intact artifact on stdout and one line per change on stderr; exits 3 if any
-    artifact changed. An input no longer at its recorded path is mentioned, not counted as a change.
+    artifact changed or could not be checked whole (an input no longer at its recorded path), even with -q.
     """
     from esi_tools.artifacts import check_artifact
     from esi_tools.console import console, log, styled
@@ -27,14 +27,15 @@ def verify(
     for value in artifacts:
         path = resolve_input(value)
         problems, moved = check_artifact(path)
-        for inp in moved:
-            log(f"{path}: input '{inp['role']}' not found at {inp['path']} (moved or deleted: not checked)")
         for problem in problems:
             console.print(styled("changed:", "red", problem))
-        if problems:
+        for inp in moved:
+            console.print(styled("not checked:", "yellow", f"{path}: input '{inp['role']}' not found at {inp['path']} "
+                                 "(moved or deleted: its digest cannot be checked)"))
+        if problems or moved:
             failed += 1
         else:
             log(f"{path}: intact")
             emit(path)
     if failed:
-        raise ArtifactError(f"{failed} of {len(artifacts)} artifacts failed verification")
+        raise ArtifactError(f"{failed} of {len(artifacts)} artifacts failed verification (changed, or an input not found)")

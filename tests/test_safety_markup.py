@@ -42,6 +42,7 @@ def test_ingest_and_features_work_in_bracketed_directories(tmp_path):
     out.parent.mkdir()
     stale = out.parent / ".ds [b].tmp-999999999"  # left by a killed writer whose pid no longer exists
     stale.mkdir()  # found only if the name is not read as a glob pattern ([b] = the letter b)
+    (stale / ".esi-temporary").write_text("esi-tools temporary\n")  # the marker our writers leave inside
     result = run_esi("ingest", "wfdb", src, "--fs", "500", "--out", out)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == str(out)

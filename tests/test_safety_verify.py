@@ -65,12 +65,21 @@ def test_verify_names_a_changed_input(ds, tmp_path):
     assert "input 'source'" in result.stderr and str(ds) in result.stderr and "changed" in result.stderr
 
 
-def test_verify_tolerates_a_moved_input(ds, tmp_path):
+def test_verify_fails_on_a_moved_input_even_quietly(ds, tmp_path):
+    """Issue 24: an input that cannot be found cannot be checked, so the artifact is not vouched for (exit 3)."""
     derived = _derived(ds, tmp_path / "derived")
     shutil.rmtree(ds)
-    result = run_esi("verify", derived)
-    assert result.exit_code == 0, result.stderr
-    assert "not found" in result.stderr  # said, but not a failure: the artifact itself is intact
+    for quiet in ([], ["-q"]):
+        result = run_esi(*quiet, "verify", derived)
+        assert result.exit_code == 3, result.stderr
+        assert "not checked:" in result.stderr and "not found" in result.stderr and result.stdout == ""
+
+
+def test_verify_names_a_symlink_added_inside(ds, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (ds / "linked").symlink_to(tmp_path / "elsewhere")
+    result = run_esi("verify", ds)
+    assert result.exit_code == 3 and "linked: a symbolic link" in result.stderr
 
 
 def test_verify_reports_every_problem_of_every_artifact(ds, tmp_path):
