@@ -16,12 +16,22 @@ from pathlib import Path
 
 from .artifacts import Artifact, ArtifactWriter, open_artifact
 from .console import log, warn
-from .errors import EsiError, UsageError
+from .errors import ArtifactError, EsiError, UsageError
 from .hub import HUB_ID
 
 CARRIED = ("config.json", "encoder.safetensors", "model.safetensors", "train_curves.png")  # plus text/*
 TAGS = ["ecg", "electrocardiogram", "esi-tools", "ecg-text", "contrastive-learning", "zero-shot-classification"]
 RESULT_KINDS = ("probe", "identification")
+# The licence ids the Hugging Face hub knows (SPDX ids, lower case, and a few of its own); "other" for the rest.
+LICENSES = frozenset("""
+apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
+cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl
+lgpl-2.1 lgpl-3.0 isc lppl-1.3c ms-pl mpl-2.0 odc-by odbl openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib
+pddl lgpl-lr unknown other
+""".split())
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,10 @@ def training_data(model: Artifact) -> list[TrainingData]:
 def choose_license(given: str | None, data: list[TrainingData], model: Artifact) -> str:
     """The licence the card states: the one given, else the training data's when all share a known open one."""
     if given:
-        return given
+        if given.strip().lower() not in LICENSES:
+            raise UsageError(f"--license {given!r} is not a licence id the Hugging Face hub knows (an SPDX id such as "
+                             "cc-by-4.0, mit, apache-2.0, gpl-3.0; or other, and name the terms in the card)")
+        return given.strip().lower()
     if model.parameters.get("origin") == "release-import":
         raise UsageError("an imported release model carries its authors' terms: check them and pass --license")
     if any(d.credentialed for d in data):
@@ -244,14 +257,19 @@ def export_hf(config: ExportConfig, model_path: str | Path, out: str | Path, *, 
     if not HUB_ID.fullmatch(repo_id):
         raise UsageError(f"--repo-id must look like org/name, not '{repo_id}'")
     model = open_artifact(model_path, "model")
+    changed = model.file_changes()  # what is uploaded must be what was written: re-hash every file
+    if changed:
+        raise ArtifactError(f"{model.path} changed since it was written, not exported: {changed[0]}")
     data = training_data(model)
     license = choose_license(config.license, data, model)
     run_dir = Path(config.run_dir) if config.run_dir else model.path.parent
     results = related_results(model, run_dir, config.results)
     names = [n for n in model.manifest["files"] if n in CARRIED or n.startswith("text/")]
     inputs = {"model": model} | {f"{a.kind}:{a.path.name}": a for a in results}
-    parameters = {"format": "hf", "license": license, "repo_id": repo_id, "run_dir": str(run_dir.resolve())}
-    with ArtifactWriter(out, "hf-model", parameters=parameters, inputs=inputs, force=force) as writer:
+    parameters = {"format": "hf", "license": license, "repo_id": repo_id}  # no local path: the folder is uploaded
+    argv = ["esi", "export", "--format", "hf", "--license", license, "--repo-id", repo_id]
+    with ArtifactWriter(out, "hf-model", parameters=parameters, inputs=inputs, force=force, argv=argv,
+                        portable=True) as writer:
         total = 0
         for name in names:
             src = member(model, name)

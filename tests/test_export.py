@@ -113,6 +113,33 @@ def test_licence_and_format_checks(run_dir, tmp_path):
     assert art.summary["result_tables"] == 3 and "identify-random" in (tmp_path / "y" / "README.md").read_text()
 
 
+def test_exported_manifest_names_no_local_path(exported, run_dir):
+    """Issue 24: the manifest is uploaded as is: no argv paths, no run_dir, inputs by digest only."""
+    text = (exported / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert str(run_dir) not in text and str(exported) not in text and "/tmp/" not in text
+    assert "run_dir" not in manifest["parameters"] and manifest["argv"][:2] == ["esi", "export"]
+    assert {i["path"] for i in manifest["inputs"]} == {""} and all(len(i["manifest_sha256"]) == 64 for i in manifest["inputs"])
+    result = run_esi("verify", exported)
+    assert result.exit_code == 0 and result.stdout.strip() == str(exported), result.stderr
+
+
+def test_export_refuses_a_model_changed_since_written(run_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(run_dir / "model", model)
+    data = bytearray((model / "encoder.safetensors").read_bytes())
+    data[-1] ^= 0x01  # one bit of one weight, same size: only the hash can tell
+    (model / "encoder.safetensors").write_bytes(bytes(data))
+    result = run_esi("export", model, "--license", "mit", "--out", tmp_path / "hf")
+    assert result.exit_code == 3 and "changed since it was written" in result.stderr and not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("given", ["do what you like", "MIT; plus", "cc-by-4.0\nextra: yes"])
+def test_license_takes_only_a_hub_licence_id(run_dir, tmp_path, given):
+    result = run_esi("export", run_dir / "model", "--license", given, "--out", tmp_path / "hf")
+    assert result.exit_code == 2 and "not a licence id" in result.stderr and not (tmp_path / "hf").exists()
+
+
 def serve_folder(repo_id: str, folder: Path) -> ThreadingHTTPServer:
     """The three hub endpoints snapshot_download uses (revision info, file tree, file resolve), for one folder."""
     files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
