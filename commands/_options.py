@@ -34,7 +34,7 @@ def esi_command(fn):
         except EsiError as exc:
             if _state["debug"]:
                 raise
-            console.print(styled("error:", "red", str(exc)))
+            console.print(styled(exc.label, "red" if exc.label == "error:" else "yellow", str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print(styled("interrupted:", "red", "nothing was written"))

@@ -27,7 +27,14 @@ _state = {"quiet": bool(os.environ.get("ESI_QUIET"))}
 
 
 def set_quiet(quiet: bool) -> None:
+    """--quiet: no log lines or bars of ours, nor the Hugging Face libraries' own (transformers' "Loading weights")."""
     _state["quiet"] = quiet
+    if quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub and transformers when imported
+        if "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def log(message: str) -> None:

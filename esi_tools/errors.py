@@ -5,6 +5,14 @@ class EsiError(Exception):
     """A command-level problem the user can fix: shown as one line, never as a traceback."""
 
     exit_code = 1
+    label = "error:"  # the line's prefix on stderr
+
+
+class Stopped(EsiError):
+    """A designed stop (SIGTERM, Ctrl-C, --stop-after) that saved its work: not an error, still not a success."""
+
+    exit_code = 130
+    label = "stopped:"
 
 
 class UsageError(EsiError):

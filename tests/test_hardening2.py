@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import test_download
 import test_import_release as rel
 import wfdb
 from conftest import PTBXL, run_esi
@@ -219,6 +220,7 @@ def test_features_workers_die_with_their_parent(ptbxl_dataset, tmp_path, how):
 # ---------------------------------------------------------------- model files from anywhere (issue 24.3, 24.5, Low)
 
 tiny_bert = rel.tiny_bert  # the release tests' tiny BERT (tokenizer + config on the MiniLM vocabulary)
+mirror = test_download.mirror  # a local HTTP mirror of PTB-XL files
 
 
 def _limited(code: str, gib: int = 4) -> subprocess.CompletedProcess:
@@ -378,3 +380,124 @@ def test_embed_refuses_to_write_nan_embeddings(ecg_only, tmp_path):
     save_file(weights, folder / "encoder.safetensors")
     result = run_esi("embed", tmp_path / "ds", "--checkpoint", folder, "--pooling", "embedding", "--out", tmp_path / "e")
     assert result.exit_code == 2 and "non-finite" in result.stderr and not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------- --window keeps the last partial window (issue 23.4)
+
+
+def _joined(folder: Path, seconds: float) -> Path:
+    """A 12-lead 500 Hz WFDB recording of `seconds`: LUDB records joined end to end, the last one cut."""
+    from conftest import LUDB
+
+    parts = [wfdb.rdrecord(str(LUDB / "data" / str(k))).p_signal for k in range(1, 2 + int(seconds // 10))]
+    sig = np.concatenate(parts)[: int(round(seconds * 500))]
+    folder.mkdir()
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3",
+                "V4", "V5", "V6"], p_signal=sig, fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
+                write_dir=str(folder))
+    return folder
+
+
+def test_the_last_partial_window_is_a_padded_record(tmp_path):
+    src = _joined(tmp_path / "src", 35.6)
+    result = run_esi("-q", "ingest", "wfdb", src, "--window", "10", "--out", tmp_path / "ds")
+    assert result.exit_code == 0, result.output
+    rows = Dataset.open(tmp_path / "ds").records
+    assert rows["start_s"].to_list() == [0.0, 10.0, 20.0, 30.0]
+    last = rows.row(3, named=True)
+    assert last["padded"] and last["coverage"] == pytest.approx(0.56) and "padded: 5.60 s of 10 s" in last["quality_flags"]
+    assert not rows["padded"][:3].any()
+
+
+def test_a_short_last_window_is_a_reject_with_its_length(tmp_path):
+    src = _joined(tmp_path / "src", 32.4)
+    result = run_esi("-q", "ingest", "wfdb", src, "--window", "10", "--out", tmp_path / "ds")
+    assert result.exit_code == 0, result.output
+    ds = Dataset.open(tmp_path / "ds")
+    assert len(ds) == 3 and ds.artifact.summary["rejects"] == 1
+    reason = ds.artifact.table("rejects.parquet")["reason"][0]
+    assert "last partial window at 30 s: 2.40 s of 10 s" in reason
+
+
+# ---------------------------------------------------------------- locks taken before the work (issue 24, Low)
+
+
+def _pretrain_args(ptbxl_small, root: Path, out: Path, *extra) -> list:
+    from conftest import tiny_text_tower
+
+    if not (root / "arch.json").exists():
+        tiny_text_tower(root)
+    return ["pretrain", ptbxl_small, "--model", root / "arch.json", "--text-model", root / "text", "--max-steps", "1",
+            "--batch-size", "4", "--crop-seconds", "2.5", "--workers", "0", "--out", out, *extra]
+
+
+def test_pretrain_takes_its_out_lock_before_training(ptbxl_small, tmp_path):
+    from esi_tools.artifacts import OutLock
+
+    with OutLock(tmp_path / "model"):  # another run writing this --out
+        result = run_esi(*_pretrain_args(ptbxl_small, tmp_path, tmp_path / "model"))
+    assert result.exit_code == 2 and "being written by another esi process" in result.stderr
+    assert " pairs (" not in result.stderr  # refused before the data was even read, not after training
+
+
+def test_two_runs_never_share_a_checkpoint_folder(ptbxl_small, tmp_path):
+    from esi_tools.artifacts import OutLock
+
+    shared = tmp_path / "ckpts"
+    with OutLock(shared):  # another run checkpointing there
+        result = run_esi(*_pretrain_args(ptbxl_small, tmp_path, tmp_path / "model", "--checkpoint-dir", shared))
+    assert result.exit_code == 2 and "being written by another esi process" in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_second_download_to_one_out_is_refused_in_one_line(tmp_path, mirror):
+    from esi_tools.artifacts import OutLock
+
+    url, handler = mirror
+    out = tmp_path / "ptbxl"
+    out.mkdir()
+    with OutLock(out.resolve()):  # a first download still running
+        result = run_esi("download", "ptb-xl", "--out", out, "--base-url", url, "--records100-only")
+    assert result.exit_code == 2 and "being written by another esi process" in result.stderr
+    assert "internal error" not in result.stderr and not any(out.iterdir())
+    assert run_esi("-q", "download", "ptb-xl", "--out", out, "--base-url", url, "--records100-only").exit_code == 0
+
+
+# ---------------------------------------------------------------- options with silent effects (issue 24, Low)
+
+
+def test_a_window_shorter_than_one_sample_is_a_usage_error(one_record, tmp_path):
+    for flag in ("--window", "--seconds"):
+        result = run_esi("ingest", "wfdb", one_record, flag, "0.001", "--out", tmp_path / "x")
+        assert result.exit_code == 2 and "shorter than one sample" in result.stderr, result.stderr
+
+
+def test_lead_map_duplicates_and_unmatched_entries_are_not_silent(one_record, tmp_path):
+    result = run_esi("ingest", "wfdb", one_record, "--lead-map", "ECG1=II,ecg1=V5", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "twice" in result.stderr
+    result = run_esi("ingest", "wfdb", one_record, "--lead-map", "ECG9=V1", "--out", tmp_path / "y")
+    assert result.exit_code == 0 and "matching no channel of any record: ecg9" in result.stderr
+
+
+def test_a_run_that_keeps_no_record_fails_naming_the_commonest_reason(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in (1, 2, 3):
+        _rewrite(_copy_record(PTBXL / "records100" / "00000", f"{k:05d}_lr", corpus, f"r{k}"),
+                 lambda d: d.__setitem__((slice(None), 2), -32768))
+    result = run_esi("ingest", "wfdb", corpus, "--out", tmp_path / "ds")
+    assert result.exit_code == 2 and "no record kept: all 3 rejected" in result.stderr and "III" in result.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+# ---------------------------------------------------------------- quiet means quiet; a designed stop is no error
+
+
+def test_quiet_pretrain_prints_nothing_and_a_designed_stop_is_not_an_error(ptbxl_small, tmp_path):
+    args = [str(a) for a in _pretrain_args(ptbxl_small, tmp_path, tmp_path / "model")]
+    out = subprocess.run([ESI, "-q", *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr[-400:]  # transformers' "Loading weights" bar included
+    args = [a if a != "1" else "4" for a in args]  # --max-steps 4
+    result = run_esi(*args[:-1], str(tmp_path / "model2"), "--stop-after", "1", "--checkpoint-every", "1")
+    assert result.exit_code == 130 and "stopped:" in result.stderr and "error:" not in result.stderr, result.stderr
