@@ -232,9 +232,10 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
     t_off = t_off + P.T_OFF_LAG_S * fs
     t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
-    with np.errstate(invalid="ignore"):  # the record's usual T would overrun this beat's next P: not measured
-        t_off[t_off > bound] = np.nan
+    with np.errstate(invalid="ignore"):  # T ends by the next P onset; a T peak there is no T peak
+        t_off = np.fmin(t_off, bound)
         t_peak[t_peak >= bound] = np.nan
+        t_off[~np.isfinite(t_peak)] = np.nan  # no T peak before the next P: this T was not found
 
     marks = {"p_on": p_on, "p_peak": p_peak, "p_off": p_off, "qrs_on": qrs_on, "qrs_off": qrs_off,
              "t_peak": t_peak, "t_off": t_off}
