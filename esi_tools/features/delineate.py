@@ -6,8 +6,8 @@ Multi-lead, on one common time base per beat:
 - the isoelectric level per lead is the flattest 20 ms before QRS onset;
 - T peak and T offset per lead (largest interior local maximum of |T| after J; tangent at the steepest
   descent meeting the baseline), combined by the median over leads, then pulled to the record's median
-  where one beat strays (a T wave barely changes beat to beat); T is searched, and must end, before the
-  next beat's P onset (its QRS onset without a P wave): a T end on the next P wave is no T end;
+  where one beat strays (a T wave barely changes beat to beat); T is searched, and ends, before the next
+  beat's P onset (its QRS onset without a P wave): never on the next P wave;
 - P peak is the RMS maximum in the PR window; it counts only if large, above the local noise, and at a
   consistent distance from QRS onset across the record (atrial fibrillation scatters it).
 Fiducials are fractional sample indices (linear interpolation of threshold crossings), so 100-Hz data keep
@@ -232,10 +232,8 @@ def delineate(xc: np.ndarray, mask: np.ndarray, record: np.ndarray, r: np.ndarra
     t_peak, t_off = _t_per_lead(yt, mask[record], t_lo, t_hi, fs)
     t_off = t_off + P.T_OFF_LAG_S * fs
     t_peak, t_off = _consensus(record, t_peak, P.T_CONSENSUS_S * fs), _consensus(record, t_off, P.T_CONSENSUS_S * fs)
-    with np.errstate(invalid="ignore"):  # T ends by the next P onset; a T peak there is no T peak
-        t_off = np.fmin(t_off, bound)
-        t_peak[t_peak >= bound] = np.nan
-        t_off[~np.isfinite(t_peak)] = np.nan  # no T peak before the next P: this T was not found
+    # the record median that _consensus gave a beat may still overrun that beat's next P: clipped to it
+    t_peak, t_off = np.fmin(t_peak, bound), np.fmin(t_off, bound)
 
     marks = {"p_on": p_on, "p_peak": p_peak, "p_off": p_off, "qrs_on": qrs_on, "qrs_off": qrs_off,
              "t_peak": t_peak, "t_off": t_off}
