@@ -168,7 +168,8 @@ def measure(x, fs: float, *, leads=None, units: str = "mV", ids=None, valid=None
             raise InputError(f"{name} has {np.size(given)} values for {n} records")
     if units != "mV":
         arr *= np.float32(UNITS[units] / UNITS["mV"])
-    flags = _fill_gaps(arr.reshape(n, *arr.shape[-2:]), leads, MAX_NAN_FRACTION, fill_missing)
+    lengths = np.full(n, arr.shape[-1]) if valid is None else np.clip(np.asarray(valid, int).reshape(n), 1, arr.shape[-1])
+    flags = _fill_gaps(arr.reshape(n, *arr.shape[-2:]), leads, lengths, MAX_NAN_FRACTION, fill_missing)
     features, beats, rejects = measure_arrays(arr, fs, leads=leads, ids=ids, valid=valid, sex=sex, chunk=int(chunk))
     if any(flags):
         import polars as pl
@@ -179,11 +180,11 @@ def measure(x, fs: float, *, leads=None, units: str = "mV", ids=None, valid=None
     return features, beats, rejects
 
 
-def _fill_gaps(arr: np.ndarray, leads, max_fraction: float, fill_missing) -> list[list[str]]:
+def _fill_gaps(arr: np.ndarray, leads, lengths: np.ndarray, max_fraction: float, fill_missing) -> list[list[str]]:
     """In place on (N, leads, L): each lead's gaps become its mean, or the whole lead zeros (not measured) when
-    more than `max_fraction` of it is missing; the quality flags each record gets."""
+    more than `max_fraction` of its first `lengths[r]` samples (the valid ones) is missing; each record's flags."""
     missing = ~np.isfinite(arr)
-    fractions = missing.mean(axis=-1)
+    fractions = np.stack([missing[r, :, : lengths[r]].mean(axis=-1) for r in range(arr.shape[0])])
     from .signal.leads import STANDARD_LEADS
 
     names = list(STANDARD_LEADS) if leads is None else [str(n) for n in leads]

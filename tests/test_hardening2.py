@@ -93,6 +93,13 @@ def test_measure_of_an_all_nan_record_is_not_usable():
     assert features["usable"].to_list() == [True, False] and rejects["record_id"].to_list() == ["1"]
 
 
+def test_measure_counts_gaps_within_the_valid_samples_only():
+    x, names = _ptbxl100()
+    padded = np.concatenate([x, np.full((12, 500), np.nan)], axis=1)  # NaN padding after the record's 10 s
+    row = esi_tools.measure(padded, 100, leads=names, valid=[1000])[0].row(0, named=True)
+    assert row["usable"] and not any("nan_lead_dropped" in f for f in row["quality_flags"])
+
+
 def test_ingest_fills_gaps_with_the_lead_mean(tmp_path):
     """A 500 Hz record with a 40-sample gap in lead III: the gap holds the mean of III's other samples."""
     corpus = tmp_path / "corpus"
