@@ -187,7 +187,9 @@ def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarr
     if len(peaks) > 1:  # T-wave discrimination (Pan-Tompkins): close after a beat and much weaker than it
         h = env[peaks]
         t_wave = (np.diff(peaks) < P.T_WAVE_S * fs) & (h[1:] < P.T_WAVE_RATIO * h[:-1])
-        peaks = peaks[np.concatenate([[True], ~t_wave])]
+        # the first peak may be the T wave of a beat just before the record: weak against the record's beats
+        first = peaks[0] < P.T_WAVE_S * fs and h[0] < P.T_EDGE_RATIO * np.median(h)
+        peaks = peaks[np.concatenate([[not first], ~t_wave])]
     if len(peaks) == 0:
         return peaks.astype(np.int64)
     r = _refine(peaks, magnitude, int(P.R_REFINE_S * fs), valid)

@@ -20,25 +20,29 @@ INTEGRATION_S = 0.08  # moving-window integration about one QRS wide
 LEVEL_WINDOW_S = 1.0  # local level: the largest envelope within +-0.5 s: a T wave sees its own QRS, a beat
 # sees a bigger neighbour only above 120 bpm, and a gain change between parts of a record shifts nothing
 LEVEL_PERCENTILE = 20  # a lead's typical beat: 20th percentile of its local level in clean stretches
-LEVEL_FLOOR = 0.3  # the level never drops under 0.3x the typical beat: a pause does not blow noise up to beat size
+LEVEL_FLOOR = 0.5  # the level never drops under half the typical beat: far from any QRS (a pause, slow rates)
+# noise, P or U waves are not scaled up to beat size
 BUSY_LEVEL_WINDOW_S = 1.6  # noise keeps a lead's envelope above 30 % of its level within +-0.8 s (a QRS is
 BUSY_LEVEL = 0.3  # that near at >= 40 bpm) most of the time, beats do not:
 BUSY_WINDOW_S = 1.0  # share of each second above it: clean LUDB leads 0.2 median, 0.54 at the 99th percentile;
 BUSY_CLEAN, BUSY_NOISY = 0.4, 0.6  # 5-40 Hz noise bursts 0.86 median, 0.6 at the 10th: quality 1 below 0.4, 0 above 0.6
 BUSY_SPREAD_S = 1.0  # a noisy stretch costs the lead its vote 0.5 s either side as well (burst edges)
+AGREEMENT = 0.5  # a beat: the quality-weighted mean of the leads' scaled envelopes reaches half of full
+# agreement (an artefact or T wave of one lead of two scores ~0.5 at its peak and is rejected by the T-wave
+# test or the lead's lost vote; one of 3 leads of 12 scores ~0.3) ...
+ONE_LEAD_THRESHOLD = 0.45  # ... or 0.45 where one lead holds all the weight (the others noisy, or absent)
+WEIGHT_FLOOR = 0.02  # every present lead keeps this weight: when all are noisy, they vote equally
 LEAD_BEAT_LEVEL = 0.5  # a lead's own beats (for its RR series): local maxima above half its beat level
-SHORT_RR_FRACTION = 0.6  # an RR under 60 % of the lead's 75th-percentile RR is "short" (a T wave or noise counted)
-SHORT_RR_EXCESS = 0.25  # a lead with 25 points more short RRs than the record's cleanest lead loses its vote
+SHORT_RR_FRACTION = 0.6  # an RR under 60 % of the lead's 75th-percentile RR is "short" (a T wave counted)
+SHORT_RR_EXCESS = 0.25  # a lead with 25 points more short RRs than the record's cleanest lead loses its vote ...
+IMPLAUSIBLE_WEIGHT = 0.1  # ... yet where it is the only clean lead it still outvotes noisy ones
 LEAD_MATCH, MATCH_S = 0.75, 0.12  # a lead agrees with the detected beats when 75 % of its own beats are
 # among them (within 120 ms) and it has 75 % of them, in its clean stretches
 MIN_RATE_AGREEMENT = 0.6  # under 60 % of the lead weight agreeing: the leads tell different rates, not usable
-IMPLAUSIBLE_WEIGHT = 0.1  # ... yet where it is the only clean lead it still outvotes noisy ones
-WEIGHT_FLOOR = 0.02  # every present lead keeps this weight: when all are noisy, they vote equally
-AGREEMENT = 0.5  # a beat: the weighted mean of the leads' scaled envelopes reaches 0.6, so more than half the
-# lead weight sees it (a T wave or artefact of one lead of two scores ~0.55, of 3 leads of 12 ~0.3) ...
-ONE_LEAD_THRESHOLD = 0.45  # ... or 0.45 where one lead holds all the weight (the others noisy, or absent)
 REFRACTORY_S = 0.22  # nothing closer than 220 ms is a second beat (max ~270 bpm)
 T_WAVE_S, T_WAVE_RATIO = 0.40, 0.6  # a peak within 400 ms of a beat and under 60 % of its score is its T wave
+T_EDGE_RATIO = 0.75  # a peak in the first 400 ms under 75 % of the median beat's score: the T wave of a beat
+# just before the record (unseen, so the stricter ratio)
 R_REFINE_S = 0.06  # R is re-centred on the largest spatial magnitude within +-60 ms of the envelope peak,
 R_CONSISTENT_S = 0.025  # then within +-25 ms of the record's median R-to-envelope-peak offset (one fiducial)
 
