@@ -293,6 +293,7 @@ def test_a_config_that_is_not_json_is_one_clear_error(ecg_only, tmp_path):
 
 def test_a_typo_of_a_local_path_never_asks_the_hub(tmp_path, monkeypatch):
     import huggingface_hub
+    import huggingface_hub.constants
 
     (tmp_path / "runs" / "model").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
