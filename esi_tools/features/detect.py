@@ -58,9 +58,10 @@ def _win(seconds: float, step_s: float) -> int:
 def lead_envelopes(x: np.ndarray, fs: float, mask: np.ndarray, valid: np.ndarray):
     """Per-lead QRS envelopes of a chunk (B, 12, L) mV, each scaled to its own local beat level, and their quality.
 
-    Returns (env, quality, norm, k): env (B, 12, L) in [0, 1], ~1 on that lead's QRS complexes; on the
-    coarse grid (one sample in k): quality (B, 12, Lc) in [0, 1] (0 where the lead is noisy or absent)
-    and norm, the scaled envelope before it is capped at 1 (so that its peaks are not plateaus).
+    Returns (env, quality, norm, k), all (B, 12, Lc) on the coarse grid (one sample in k, every
+    PERCENTILE_STEP_S: beats are found there and R is then placed on the full-rate signal): env in [0, 1],
+    ~1 on the lead's QRS complexes; quality in [0, 1] (0 where the lead is noisy or absent); norm, env
+    before it is capped at 1 (so that its peaks are not plateaus).
 
     The envelope is the RMS QRS-band slope over INTEGRATION_S (amplitude units). Its level is the
     largest value within +-LEVEL_WINDOW_S/2 (local: it does not depend on where a segment starts or on
@@ -89,7 +90,8 @@ def lead_envelopes(x: np.ndarray, fs: float, mask: np.ndarray, valid: np.ndarray
     typical = np.where(mask & np.isfinite(typical), typical, np.inf)[..., None]
     quality *= np.isfinite(typical)  # a flat lead (or one noisy throughout) has no say
     level = np.maximum(local, P.LEVEL_FLOOR * typical)
-    return np.minimum(env / _fine(level, k, env.shape[-1]), 1.0), quality, c / level, k
+    norm = c / level
+    return np.minimum(norm, 1.0), quality, norm, k
 
 
 def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float):
@@ -156,8 +158,8 @@ def rate_agreement(lead_beats: tuple, fused: list[np.ndarray], quality: np.ndarr
     return np.where(total > 0, (w * agree).sum(axis=1) / np.where(total > 0, total, 1), 1.0)
 
 
-def fuse(env: np.ndarray, quality: np.ndarray, plausible: np.ndarray, k: int, mask: np.ndarray):
-    """(score, threshold), both (B, L): the quality-weighted mean over leads of their scaled envelopes (1 =
+def fuse(env: np.ndarray, quality: np.ndarray, plausible: np.ndarray, mask: np.ndarray):
+    """(score, threshold), both (B, Lc) on the coarse grid: the quality-weighted mean over leads of their scaled envelopes (1 =
     every lead sees a QRS), and the score a beat needs there: AGREEMENT where two or more leads hold the
     weight (more than half of it must see the beat), falling to ONE_LEAD_THRESHOLD where one lead holds it all.
     """
@@ -165,8 +167,7 @@ def fuse(env: np.ndarray, quality: np.ndarray, plausible: np.ndarray, k: int, ma
     total = np.maximum(w.sum(axis=1), 1e-9)
     alone = np.clip(2 * w.max(axis=1) / total - 1, 0, 1)  # 0: two equal leads or more, 1: a single lead
     threshold = P.AGREEMENT - (P.AGREEMENT - P.ONE_LEAD_THRESHOLD) * alone
-    w = _fine(w, k, env.shape[-1])
-    return (w * env).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9), _fine(threshold, k, env.shape[-1])
+    return (w * env).sum(axis=1) / total, threshold
 
 
 def magnitude(xa: np.ndarray, mask: np.ndarray, quality: np.ndarray, k: int, fs: float) -> np.ndarray:
@@ -178,20 +179,23 @@ def magnitude(xa: np.ndarray, mask: np.ndarray, quality: np.ndarray, k: int, fs:
     return y.sum(axis=1)
 
 
-def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarray, fs: float, valid: int) -> np.ndarray:
-    """R-peak sample indices of one record from its agreement score and threshold (L,), refined on the spatial magnitude (L,)."""
-    env = score[:valid]
+def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarray, fs: float, valid: int,
+                   k: int) -> np.ndarray:
+    """R-peak sample indices of one record: beats on its coarse agreement score and threshold (Lc,), R placed
+    on the full-rate spatial magnitude (L,); k full-rate samples per coarse one."""
+    env = score[:-(-valid // k)]
     if valid < 2 or not np.isfinite(env).all() or env.max() <= 0:
         return np.zeros(0, np.int64)
-    peaks, _ = find_peaks(env, height=threshold[:valid], distance=max(1, int(P.REFRACTORY_S * fs)))
+    peaks, _ = find_peaks(env, height=threshold[:len(env)], distance=max(1, int(P.REFRACTORY_S * fs / k)))
     if len(peaks) > 1:  # T-wave discrimination (Pan-Tompkins): close after a beat and much weaker than it
         h = env[peaks]
-        t_wave = (np.diff(peaks) < P.T_WAVE_S * fs) & (h[1:] < P.T_WAVE_RATIO * h[:-1])
+        t_wave = (np.diff(peaks) * k < P.T_WAVE_S * fs) & (h[1:] < P.T_WAVE_RATIO * h[:-1])
         # the first peak may be the T wave of a beat just before the record: weak against the record's beats
-        first = peaks[0] < P.T_WAVE_S * fs and h[0] < P.T_EDGE_RATIO * np.median(h)
+        first = peaks[0] * k < P.T_WAVE_S * fs and h[0] < P.T_EDGE_RATIO * np.median(h)
         peaks = peaks[np.concatenate([[not first], ~t_wave])]
     if len(peaks) == 0:
         return peaks.astype(np.int64)
+    peaks = peaks * k
     r = _refine(peaks, magnitude, int(P.R_REFINE_S * fs), valid)
     if len(r) >= 3:  # the same fiducial in every beat: where R and S are alike, the largest may swap beat to beat
         r = _refine(peaks + int(np.median(r - peaks)), magnitude, int(P.R_CONSISTENT_S * fs), valid)
