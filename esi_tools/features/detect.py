@@ -1,8 +1,12 @@
 """Filtering and multi-lead R-peak detection, vectorised over a chunk of records (B, 12, L) in mV.
 
-All leads vote: each lead's QRS-band slope energy is scaled to its own 99th percentile and clipped, so a
-big lead cannot drown the others and one noisy lead cannot invent beats; the mean over leads is integrated
-and peak-picked with a refractory period. Works unchanged at 100 and 500 Hz (everything is in seconds).
+One bad lead cannot make beats (issue 23): each lead's QRS envelope (RMS QRS-band slope) is scaled to its
+own local beat level; on a 20-ms grid the leads vote, weighted by their quality there (noise keeps an
+envelope busy) and by how plausible their own rhythm is (a lead counting its T waves alternates short and
+long RRs); a beat needs half the weight, and R is then placed on the full-rate spatial magnitude.
+`rate_agreement` says how much of the lead weight tells the rhythm the detected beats give. Levels are
+local (+-0.5 s), so detection does not depend on where a segment of a long record starts or on the gain of
+its other parts. Works unchanged at 100 and 500 Hz (everything is in seconds).
 """
 
 from __future__ import annotations
