@@ -58,8 +58,9 @@ def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: t
     """Per-lead flags (`flat:V3`, `noisy:II` ...) and the reason the record is unusable (None if usable).
 
     `present` (bool per lead, default all) names the leads the record has: only those are flagged or counted,
-    so a 2-lead recording is judged on its 2 leads, not as 10 missing ones. `agreement`: the share of lead
-    weight whose own rate is the same (detect.rate_agreement); under MIN_RATE_AGREEMENT no rate is trusted.
+    so a 2-lead recording is judged on its 2 leads, not as 10 missing ones. `agreement`: the share of the
+    lead weight whose own beats are the detected ones (detect.rate_agreement); under MIN_RATE_AGREEMENT the
+    leads tell different rhythms and no rate is trusted.
     """
     present = np.ones(len(leads), bool) if present is None else np.asarray(present, bool)
     flat, saturated = np.asarray(flat, bool) & present, np.asarray(saturated, bool) & present
@@ -86,7 +87,8 @@ def assess(flat, saturated, wander, noise, n_beats: int, n_normal: int, leads: t
     if n_beats < MIN_BEATS:
         return flags, f"too few beats ({n_beats})"
     if agreement < MIN_RATE_AGREEMENT:
-        return flags + ["leads_disagree_on_rate"], f"leads disagree on the rate ({agreement:.0%} of lead weight behind one)"
+        return flags + ["leads_disagree_on_rate"], (f"leads disagree on the rate ({agreement:.0%} of the lead weight"
+                                                    " agrees with the detected beats)")
     if n_normal < MIN_BEATS:
         return flags, f"no dominant beat shape ({n_normal} of {n_beats} beats alike)"
     if n_noisy > MAX_NOISY_LEADS or n_noisy >= live:
