@@ -45,6 +45,8 @@ def test_numbers_are_read_with_units_and_ranges():
     numbers = {(c.concept, c.value, c.high) for c in claims if c.kind == "number"}
     assert numbers == {("rate", 63, None), ("PR", 160, None), ("QRS", 94, None), ("QTc", 420, None),
                        ("QRS axis", 45, None), ("rate", 60, 100)}
+    said = extract("The heart rate was 64 bpm, the lowest heart rate recorded was 61 bpm, and the highest was 90 bpm.")
+    assert [(c.concept, c.value) for c in said] == [("rate", 64), ("lowest rate", 61), ("highest rate", 90)]
 
 
 def test_numbers_and_rate_words_are_checked_with_stated_tolerances():

@@ -25,6 +25,7 @@ RATE_WORD = re.compile(r"\b(?:heart|ventricular|atrial)?\s*rate" + _FILLER + r"\
 INTERVAL = re.compile(r"\b(QTcF|QTc|QT|PR|QRS|P)(?:[- ]wave)?(?:\s*(?:interval|duration|complex|segment))?"
                       r"(?:\s*\((?:Bazett|Fridericia)\))?" + _FILLER +
                       r"\s*(\d{1,4}(?:\.\d+)?)\s*(ms|msec|milliseconds?|s|sec|seconds?)\b", re.IGNORECASE)
+RATE_QUALIFIER = re.compile(r"\b(?:(lowest|minimum|min|slowest)|(highest|maximum|max|fastest|peak))\b", re.IGNORECASE)
 AXIS = re.compile(r"\b(?:(QRS|P|T)\s+)?(?:frontal\s+|mean\s+|electrical\s+)*(?:QRS\s+)?axis" + _FILLER +
                   r"\s*([+\-−–]?\s?\d{1,3})\s*(?:°|degrees?\b|deg\b)", re.IGNORECASE)
 
@@ -119,5 +120,14 @@ def _numbers(sentence: str, background: bool) -> list[Claim]:
         add("rate", low, m, high)
     for pattern in (RATE_UNIT, RATE_WORD):
         for m in pattern.finditer(sentence):
-            add("rate", float(m.group(1)), m)
+            add(_rate_name(sentence[:m.start()] + m.group(0)), float(m.group(1)), m)
     return out
+
+
+def _rate_name(before: str) -> str:
+    """'lowest rate', 'highest rate' or 'rate', from a qualifier in the clause that states the number."""
+    clause = re.split(r"[,;:]|\band\b", before)[-1]
+    qualifier = RATE_QUALIFIER.search(clause)
+    if qualifier is None:
+        return "rate"
+    return "lowest rate" if qualifier.group(1) else "highest rate"

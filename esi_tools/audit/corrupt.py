@@ -22,7 +22,7 @@ def corrupt(caption: str, truth: Truth, kind: str, rng: random.Random) -> str | 
     """The caption with one error of `kind`, or None when it has nothing of that kind to swap."""
     claims = [c for c in extract(caption) if not c.background and not c.negated]
     if kind in ("rate", "interval"):
-        names = ("rate",) if kind == "rate" else ("PR", "QRS", "QT", "QTc")
+        names = ("rate", "lowest rate", "highest rate") if kind == "rate" else ("PR", "QRS", "QT", "QTc")
         numbers = [c for c in claims if c.kind == "number" and c.concept in names]
         if not numbers:
             return None

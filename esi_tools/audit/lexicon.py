@@ -135,6 +135,8 @@ FINDING_CONCEPTS = {
 # within max(abs, rel x measured) of any listed column is supported.
 NUMBERS = {
     "rate": (("hr_mean_bpm",), 0.0, 0.10),  # rate +-10 %
+    "lowest rate": (("hr_min_bpm",), 0.0, 0.10),  # "the lowest heart rate was 61 bpm"
+    "highest rate": (("hr_max_bpm",), 0.0, 0.10),
     "PR": (("pr_ms",), 20.0, 0.10),  # intervals +-20 ms or +-10 %
     "QRS": (("qrs_ms",), 20.0, 0.10),
     "QT": (("qt_ms",), 20.0, 0.10),
