@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,22 @@ def _isolated(tmp_path, monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+def kill_and_expect_orphans_gone(proc, how: int, within_s: float) -> None:
+    """Kill `proc` (a Popen with stdout piped) with signal `how`; its children must be gone within `within_s`
+    seconds of its death and its stdout must reach EOF (a pipeline waiting on it ends)."""
+    import psutil
+
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, how)
+    proc.wait(timeout=60)
+    gone_by, alive = time.time() + within_s, children
+    while alive and time.time() < gone_by:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.05)
+    assert not alive, f"still alive {within_s:g} s after the parent died: {[' '.join(p.cmdline())[-60:] for p in alive]}"
+    assert proc.stdout.read() == b""
 
 
 def run_esi(*args: str, input: str | None = None):

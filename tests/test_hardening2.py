@@ -19,7 +19,7 @@ import pytest
 import test_download
 import test_import_release as rel
 import wfdb
-from conftest import PTBXL, run_esi
+from conftest import PTBXL, kill_and_expect_orphans_gone, run_esi
 from test_ingest import _copy_record, _rewrite
 
 import esi_tools
@@ -213,15 +213,7 @@ def test_features_workers_die_with_their_parent(ptbxl_dataset, tmp_path, how):
         time.sleep(0.05)
     assert proc.poll() is None and len(children) >= 2, "features ended before its workers could be observed"
     time.sleep(1.0)  # the workers are measuring
-    children = parent.children(recursive=True)
-    os.kill(proc.pid, how)
-    proc.wait(timeout=30)
-    gone_by, alive = time.time() + 5, children
-    while alive and time.time() < gone_by:
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.05)
-    assert not alive, f"still alive 5 s after the parent died: {[' '.join(p.cmdline())[-60:] for p in alive]}"
-    assert proc.stdout.read() == b""
+    kill_and_expect_orphans_gone(proc, how, within_s=5)
 
 
 # ---------------------------------------------------------------- model files from anywhere (issue 24.3, 24.5, Low)

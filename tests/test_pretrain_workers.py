@@ -3,7 +3,6 @@ workers). torch's DataLoader workers watch their parent every 5 s; this checks t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import tiny_text_tower
+from conftest import kill_and_expect_orphans_gone, tiny_text_tower
 
 ESI = str(Path(sys.executable).parent / "esi")
 
@@ -30,12 +29,4 @@ def test_pretrain_workers_die_with_their_parent(ptbxl_small, tmp_path, how):
         time.sleep(0.1)
     assert proc.poll() is None and len(children) >= 2, "pretrain ended before its workers could be observed"
     time.sleep(1.0)  # the workers are loading batches
-    children = parent.children(recursive=True)
-    os.kill(proc.pid, how)
-    proc.wait(timeout=60)
-    gone_by, alive = time.time() + 10, children
-    while alive and time.time() < gone_by:
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.05)
-    assert not alive, f"still alive 10 s after the parent died: {[' '.join(p.cmdline())[-60:] for p in alive]}"
-    assert proc.stdout.read() == b""
+    kill_and_expect_orphans_gone(proc, how, within_s=10)
