@@ -174,7 +174,7 @@ def test_report_renders_in_a_real_browser(smoke_run, tmp_path):
     assert problems == []
     assert len(images) >= 6 and all(i["ok"] and i["width"] > 100 and i["height"] > 100 for i in images), images
     paper = [i for i in images if i["style"].endswith("mm")]
-    assert len(paper) == 3  # the sample ECGs, at real size: CSS millimetres of the sheet's width
+    assert len(paper) == 6  # the sample ECGs and the caption audit's, at real size: CSS millimetres of the sheet's width
     for image in paper:
         assert abs(image["shown"] - float(image["style"][:-2]) * CSS_PX_PER_MM) < 1.0, image
     assert len(contents) >= 8 and all(c["found"] for c in contents), contents
