@@ -15,6 +15,14 @@ DATA = ROOT.parent / "shared" / "data"
 ESI = str(Path(sys.executable).parent / "esi")
 
 
+def esi(*args) -> Path:
+    """Run an esi command in a subprocess; its stdout is the artifact path (its stderr tail on failure)."""
+    out = subprocess.run([ESI, "-q", *map(str, args)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"esi {' '.join(map(str, args))} failed: {out.stderr[-2000:]}")
+    return Path(out.stdout.strip())
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

@@ -16,14 +16,7 @@ import time
 from pathlib import Path
 
 import polars as pl
-from _common import DATA, ESI, table
-
-
-def esi(*args) -> Path:
-    import subprocess
-
-    out = subprocess.run([ESI, "-q", *map(str, args)], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
+from _common import DATA, esi, table
 
 
 def main() -> None:

@@ -20,15 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from _common import esi
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/gpt-4o-mini"  # priced by litellm, so cost accounting is exercised too
-
-
-def esi(*args) -> Path:
-    """Run an esi command in a subprocess; its stdout is the artifact path."""
-    out = subprocess.run([str(ROOT / ".venv" / "bin" / "esi"), "-q", *map(str, args)], check=True,
-                         capture_output=True, text=True)
-    return Path(out.stdout.strip())
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:

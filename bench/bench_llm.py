@@ -21,16 +21,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import DATA, ESI, table
+from _common import DATA, esi, table
 
 CONTEXT = 4096
-
-
-def esi(*args) -> Path:
-    import subprocess
-
-    out = subprocess.run([ESI, "-q", *map(str, args)], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
 
 
 def prompts(dataset: Path, features: Path, retrieval: Path, n: int):

@@ -9,23 +9,15 @@ Usage: python bench/bench_probe.py [--checkpoint MODEL_DIR] [--work DIR]  (print
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, ESI, table
+from _common import DATA, esi, table
 
 TASKS = ("superdiagnostic", "form", "rhythm")
 FRACTIONS = ("0.1", "1.0")
-
-
-def esi(*args) -> Path:
-    out = subprocess.run([ESI, "-q", *map(str, args)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"esi {' '.join(map(str, args))} failed: {out.stderr[-2000:]}")
-    return Path(out.stdout.strip())
 
 
 def representations(work: Path, checkpoint: str | None) -> dict[str, Path]:

@@ -73,6 +73,11 @@ class Artifact:
     def has(self, name: str) -> bool:
         return name in self.manifest["files"]
 
+    def input_path(self, role: str) -> Path | None:
+        """Where this artifact's input of `role` was when it was made (None: no such input, or a portable
+        artifact, which records no location)."""
+        return next((Path(i["path"]) for i in self.manifest["inputs"] if i["role"] == role and i["path"]), None)
+
     def table(self, name: str, columns: list[str] | None = None):
         """A Parquet table of this artifact as a polars DataFrame."""
         import polars as pl

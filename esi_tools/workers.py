@@ -21,14 +21,20 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCHDOG_SECONDS = 0.5  # how often a worker checks that its parent is alive
 
 
-def die_with_parent(parent: int) -> None:
-    """Pool initializer: arrange for this worker to exit as soon as process `parent` is gone."""
+def parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Have Linux send `sig` to this process when its parent dies (elsewhere: nothing). Also usable as a
+    subprocess `preexec_fn`, for a child that is not a Python worker (the local model server)."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the watchdog alone does the job
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):  # not Linux: callers keep a watchdog of their own
         pass
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool initializer: arrange for this worker to exit as soon as process `parent` is gone."""
+    parent_death_signal()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 

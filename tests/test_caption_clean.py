@@ -80,6 +80,8 @@ def test_on_unfaithful_flags_or_replaces_a_contradicted_caption(inputs, tmp_path
     row = table.filter(pl.col("record_id") == "1").row(0, named=True)
     assert row["faithful"] is True and row["source"].startswith("template (replaced")
     assert "sinus rhythm" in row["caption"].lower() and manifest["summary"]["audit"]["replaced"] >= 1
+    resumed = caption(inputs, *llm_args(server, "--limit", "3", "--on-unfaithful", "flag"), out=tmp_path / "tpl")
+    assert resumed.exit_code != 0 and "other settings" in resumed.stderr  # a replacement never resumes as the model's
 
     kept = caption(inputs, *llm_args(server, "--limit", "3", "--on-unfaithful", "keep"), out=tmp_path / "keep")
     assert kept.exit_code == 0, kept.stderr

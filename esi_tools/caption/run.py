@@ -417,8 +417,9 @@ def _previous_rows(out: Path, config: CaptionConfig, force: bool) -> dict | None
         old = open_artifact(out, "captions")
     except EsiError:
         raise InputError(f"{out} already exists and is not a captions artifact (pass --force to replace it)") from None
-    same = {k: old.parameters.get(k) for k in ("model", "temperature", "max_tokens", "template_sha256")}
+    same = {k: old.parameters.get(k) for k in ("model", "temperature", "max_tokens", "template_sha256", "on_unfaithful")}
     want = {"model": config.model, "temperature": config.temperature, "max_tokens": config.answer_tokens,
+            "on_unfaithful": config.on_unfaithful,  # a resumed caption may be a template replacement
             "template_sha256": load_template(config.template).sha256}
     if same != want:
         raise InputError(f"{out} holds captions made with other settings ({same}); pass --force to replace it")

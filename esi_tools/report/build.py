@@ -181,7 +181,7 @@ def _audited_dataset(art: Artifact, by_kind: dict) -> Dataset | None:
     """The dataset an audit read: the run's own, else the one its manifest names (if still there and intact)."""
     if "dataset" in by_kind:
         return Dataset(by_kind["dataset"][0])
-    path = next((Path(i["path"]) for i in art.manifest["inputs"] if i["role"] == "dataset"), None)
+    path = art.input_path("dataset")
     try:
         return Dataset.open(path) if path is not None else None
     except EsiError:
