@@ -350,6 +350,8 @@ def test_model_artifact_loads_for_inference(ptbxl_dataset, tiny_text, arch_file,
     text = model.encode_text(["normal ECG", "sinus rhythm"])
     assert text.shape == (2, 256) and not torch.allclose(text[0], text[1])
     assert (art.path / "train_curves.png").stat().st_size > 1000
+    log = art.table("train_log.parquet").row(0, named=True)  # where a step's time went: waiting for data, or computing
+    assert 0.0 <= log["data_s"] <= log["step_s"] and log["samples_per_s"] == pytest.approx(4 / log["step_s"])
 
 
 def test_bad_inputs_fail_with_one_line(ptbxl_dataset, tiny_text, tmp_path):

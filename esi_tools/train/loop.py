@@ -145,8 +145,15 @@ def _train(cfg, dataset_path, out, captions, force, rank, world, device, ckpt_ro
     samples_per_step = cfg.batch_size * world * cfg.grad_accum
     model.train()
     sums, micro, t0, start_time = [0.0] * len(LOSS_TERMS), 0, time.perf_counter(), time.perf_counter()
+    waited = 0.0  # seconds this step spent waiting for the loader: the part of a slow step that is the data's
+    batches = iter(loader)
     with _StopFlag() as stop, progress("pretrain", (total - step) * samples_per_step if rank == 0 else 0, unit="samples") as bar:
-        for batch in loader:
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            waited += time.perf_counter() - asked
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             micro += 1
             boundary = micro % cfg.grad_accum == 0
@@ -161,13 +168,15 @@ def _train(cfg, dataset_path, out, captions, force, rank, world, device, ckpt_ro
             elapsed = time.perf_counter() - t0
             row = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, **dict(zip(LOSS_TERMS, values, strict=True)),
                    "temperature": 1.0 / float(terms["logit_scale"]),
-                   "grad_norm": grad_norm, "samples_per_s": samples_per_step / elapsed, "wall_s": time.perf_counter() - start_time}
+                   "grad_norm": grad_norm, "samples_per_s": samples_per_step / elapsed, "data_s": waited, "step_s": elapsed,
+                   "wall_s": time.perf_counter() - start_time}
             if device.type == "cuda":
                 row["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
             if step % cfg.log_every == 0 or step == total:
                 history.append(row)
             bar.advance(samples_per_step)
-            sums, t0 = [0.0] * len(LOSS_TERMS), time.perf_counter()
+            sums, waited = [0.0] * len(LOSS_TERMS), 0.0
+            t0 = time.perf_counter()
             if cfg.stop_after is not None and step >= cfg.stop_after and step < total:
                 stop.set = True
             if step % cfg.checkpoint_every == 0 or stop.set:
