@@ -29,6 +29,16 @@ class IdentifyConfig:
     names: tuple[str, ...] = field(default=())
 
 
+def _members(labels: np.ndarray, subjects: np.ndarray) -> dict:
+    """subject -> positions of `labels` equal to it, ascending, in one pass (a scan per subject is quadratic:
+    20,000 subjects x 80,000 probes at 100,000 records)."""
+    out: dict = {s: [] for s in subjects}
+    for i, s in enumerate(labels):
+        if s in out:
+            out[s].append(i)
+    return {s: np.asarray(rows, dtype=np.int64) for s, rows in out.items()}
+
+
 def evaluate(x: np.ndarray, protocol, config: IdentifyConfig) -> tuple[dict, np.ndarray]:
     """Metrics of one embedding matrix (rows = dataset records) under the protocol; also the CMC."""
     if config.normalise == "disjoint":
@@ -50,9 +60,9 @@ def evaluate(x: np.ndarray, protocol, config: IdentifyConfig) -> tuple[dict, np.
 
     auc, eer = auc_eer(g_sim, i_sim)
     subjects = np.asarray(sorted(protocol.subject_records), dtype=object)
-    probe_members = {s: np.flatnonzero(protocol.probe_subject == s) for s in subjects}
-    g_members = {s: np.flatnonzero(g_subj == s) for s in subjects}
-    i_members = {s: np.flatnonzero(i_subj == s) for s in subjects}
+    probe_members = _members(protocol.probe_subject, subjects)
+    g_members = _members(g_subj, subjects)
+    i_members = _members(i_subj, subjects)
 
     def resampled(members, picked):
         return np.concatenate([members[subjects[k]] for k in picked])
