@@ -23,7 +23,7 @@ resumes where it stopped (pretraining also resumes from its last checkpoint). Th
 process through the `esi` CLI (one torch import instead of dozens).
 
     python bench/ablate.py [data=DIR] [out=runs/ablate] [limit=N] [steps=N] [batch=N] [llm=MODEL]
-        [captions=N] [arms=default,seed1,...] [tasks=superdiagnostic,rhythm,form] [bootstrap=1000] [finetune=yes|no]
+        [captions=N] [llm_threads=N] [arms=default,seed1,...] [tasks=superdiagnostic,rhythm,form] [bootstrap=1000] [finetune=yes|no]
         [epochs=20] [min_positives=N] [pretrain='--extra --flags'] [report=bench/ABLATIONS.md]
 
 Writes OUT/ablation.json and OUT/ablation.md (the section the run report includes) and the report file
@@ -60,7 +60,7 @@ ARMS = {
 }
 SEEDS = ("default", "seed1", "seed2")
 DEFAULTS = {"data": str(ROOT.parent / "shared" / "data" / "ptbxl"), "out": "runs/ablate", "limit": None, "steps": None,
-            "batch": None, "llm": None, "captions": None, "arms": ",".join(a for a in ARMS if not a.startswith("llm")), "tasks": "superdiagnostic,rhythm,form",
+            "batch": None, "llm": None, "captions": None, "llm_threads": None, "arms": ",".join(a for a in ARMS if not a.startswith("llm")), "tasks": "superdiagnostic,rhythm,form",
             "bootstrap": "1000", "finetune": "yes", "epochs": "20", "min_positives": None, "pretrain": "", "report": None}
 HELD_OUT = {9, 10}  # PTB-XL validation and test folds: never in pretraining
 
@@ -127,14 +127,15 @@ def pretrain(out: Path, dataset: Path, captions: Path | None, opts: dict, arm_ar
 
 
 @contextmanager
-def llm_provider(llm: str, outs: list[Path]):
-    """(litellm model, extra caption flags) for llm=; `local` serves SmolLM2 from this process while needed."""
+def llm_provider(llm: str, outs: list[Path], threads: str | None = None):
+    """(litellm model, extra caption flags) for llm=; `local` serves SmolLM2 from this process while needed
+    (threads: the server's; 1 keeps it fast on a machine whose other cores are busy, where 2 spin-wait)."""
     if llm != "local" or all((o / "manifest.json").exists() for o in outs):
         yield ("openai/smollm2" if llm == "local" else llm), []
         return
     from esi_tools.caption.local_model import MODEL, LocalModel
 
-    with LocalModel.start() as server:
+    with LocalModel.start(threads=int(threads) if threads else None) as server:
         yield MODEL, ["--api-base", server.api_base, "--concurrency", "1", "--context", "4096", "--timeout", "120"]
 
 
@@ -156,7 +157,7 @@ def run(opts: dict) -> dict[str, dict]:
     texts = {"statements": None, "llm": None, "llm-replaced": None}
     if opts["llm"]:
         wanted = {"llm": ["--on-unfaithful", "flag"], "llm-replaced": ["--on-unfaithful", "template"]}
-        with llm_provider(opts["llm"], [out / f"captions-{a}" for a in wanted]) as (model, extra):
+        with llm_provider(opts["llm"], [out / f"captions-{a}" for a in wanted], opts["llm_threads"]) as (model, extra):
             for arm, how in wanted.items():
                 texts[arm] = esi(out / f"captions-{arm}", "caption", ds, "-f", feats, "-r", retrieval, "--model", model,
                                  *extra, *how, *subset)
