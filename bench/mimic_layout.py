@@ -8,7 +8,7 @@ ecg_time, report_0..report_17, bandwidth, filtering, rr_interval, p_onset, p_end
 p_axis, qrs_axis, t_axis). Ingesting it with `esi ingest mimic-iv-ecg` marks the dataset credentialed, as it
 would for real MIMIC data: that is what the layout means, and correct.
 
-Sources (688 real 12-lead 10-s 500 Hz recordings, plus 118 Challenge ones):
+Sources (754 real 12-lead 10-s 500 Hz recordings in 725 source units):
 - PTB-XL ecg_id 1-500 (`ptbxl/records500/00000`, 488 records, 459 patients): statements are the English
   descriptions (scp_statements.csv `description`) of the record's own scp_codes. Its 20 patients with several
   500 Hz ECGs stay together: they are real multi-study patients.
@@ -16,7 +16,7 @@ Sources (688 real 12-lead 10-s 500 Hz recordings, plus 118 Challenge ones):
 - Challenge 2020/2021 (`.mat` + `.hea`, format 16 after a 24-byte MATLAB header): the `.mat` file is hardlinked
   as the `.dat` and the header says `16x1+24` (a WFDB byte offset), so no sample is rewritten. Statements are
   the knowledge base's titles of its SNOMED `Dx` codes (codes without a passage are left out). Its `HR*` records
-  are PTB-XL records again and are skipped.
+  are PTB-XL records again and are skipped (66 records remain).
 No measurement is invented: machine_measurements.csv's numeric columns (rr_interval ... t_axis), cart_id,
 bandwidth and filtering are empty (the ingest reads them as missing). `esi_sources.csv` (not part of MIMIC)
 says which real record each study is a copy of.
@@ -27,7 +27,7 @@ multi-study patients) and copied round-robin until N records: copy 0 of every un
 Signal files are hardlinked (os.link; copied with --copy or when linking fails, and counted), headers rewritten
 with the new record name and a date-shifted date (year 2180+, as in MIMIC).
 - `--copies-per-patient 0` (the default): every copy of a unit belongs to that unit's one patient, so one signal
-  never sits under two patients. Patients = units used (at most ~770), studies per patient grow with N, and
+  never sits under two patients. Patients = units used (at most 725), studies per patient grow with N, and
   subject identification is trivially easy (a probe is an exact copy of its own gallery entry): scores on such
   a tree mean nothing, only the cost does.
 - `--copies-per-patient K`: copies c of a unit go to patient (unit, c // K), giving MIMIC's ratio of ~5 studies
