@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,57 @@ def test_segmenting_a_record_with_gain_changes_costs_no_beat(monkeypatch, leads)
     monkeypatch.setattr(P, "SEGMENT_S", 1e6)
     whole = f1(measure_arrays(x, FS, leads=leads)[1])
     assert segmented >= 0.995 and segmented >= whole - 0.001, (segmented, whole)
+
+
+@cache
+def _ii_v1_real_noise():
+    """bench_measure's "II + V1 + real noise" on LUDB 1-200, 9 paced records left out (their headers say
+    pacing: lead II alone misses it, two leads flag it): (ids, rate and usable for II alone and for II + V1
+    plus the real noise of an annotated noisy PTB-XL lead, reasons, beats of II + V1)."""
+    import sys
+
+    from scipy.signal import resample_poly
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_measure import LEADS, beat_residual, ptbxl_noise, read_ptbxl
+
+    noisy = ptbxl_noise(PTBXL.parent)
+    have = {int(p.stem[:5]) for p in (PTBXL / "records100").rglob("*_lr.hea")}
+    noise = []
+    for i in sorted(k for k in noisy if k in have):  # the bench's noise sources, in its order
+        x, bad = read_ptbxl(PTBXL.parent, i), noisy[i]
+        good = [lead for lead in LEADS if lead not in bad] or list(LEADS)
+        r = measure_arrays(x[[LEADS.index(g) for g in good]], 100.0, leads=good)[1]["r_sample"].to_numpy().astype(int)
+        noise += [beat_residual(x[LEADS.index(lead)], r, 100.0) for lead in bad
+                  if not (lead in ("aVR", "aVL", "aVF", "III") and len(bad) > 3)]
+    ids = [n for n in range(1, 201) if "pacing" not in (LUDB / "data" / f"{n}.hea").read_text().lower()]
+    ii = np.stack([ludb(n)[1] for n in ids])
+    v1 = np.stack([ludb(n)[6] + resample_poly(noise[(n - 1) % len(noise)], 5, 1)[:5000] for n in ids])
+    alone, ok, _, _ = rates(ii[:, None], ["II"])
+    both, usable, f, b = rates(np.stack([ii, v1], 1), ["II", "V1"])
+    return ids, alone, ok, both, usable, f["quality_reason"].to_list(), b
+
+
+def test_real_noise_on_v1_keeps_the_annotated_rate():
+    """II + V1 + real noise (LUDB, not paced): over the annotated span, the rate of the beats found is within
+    2 bpm of the cardiologists' on >= 97 % and wrong on <= 1 % (before: 94.8 % and 1.6 %; lead II alone:
+    96.9 % and 1.6 %). A noise peak of V1 that lead II does not see used to make a beat (a tie of two leads)."""
+    ids, _, _, _, usable, _, b = _ii_v1_real_noise()
+    rid, r = b["record_id"].to_numpy(), b["r_sample"].to_numpy()
+    ok = wrong = 0
+    for j, n in enumerate(ids):
+        ref, span = read_annotations(LUDB / "data" / str(n), "ii")
+        found = r[(rid == str(j)) & (r >= span[0] - 40) & (r <= span[1] + 40)]
+        if not usable[j] or len(found) < 2:
+            continue
+        rate, true = 60000 / (np.diff(found).mean() * 2), 60000 / (np.diff(ref["r_peak"]).mean() * 2)
+        ok, wrong = ok + (abs(rate - true) <= 2), wrong + (abs(rate - true) > 2)
+    assert ok / len(ids) >= 0.97 and wrong / len(ids) <= 0.01, (ok, wrong, len(ids))
+
+
+def test_real_noise_on_v1_does_not_make_the_leads_disagree():
+    """The same records: "leads disagree on the rate" (two hearts) on <= 2 % (before: 3.1 %: V1's own peaks
+    at the record's first and last samples, a cut beat or the filter's edge, were counted as its beats)."""
+    ids, _, _, _, _, reasons, _ = _ii_v1_real_noise()
+    disagree = [n for n, why in zip(ids, reasons) if why and "disagree" in why]
+    assert len(disagree) <= 0.02 * len(ids), disagree

@@ -98,17 +98,23 @@ def lead_envelopes(x: np.ndarray, fs: float, mask: np.ndarray, valid: np.ndarray
     return np.minimum(norm, 1.0), quality, norm, k
 
 
-def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float):
+def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float, valid: np.ndarray | None = None):
     """(plausibility (B, 12), beats): each lead's own beats on the coarse grid and how plausible their rhythm is.
 
     beats = (record, lead, coarse index) of the lead's beats in its clean stretches. A lead that also
     counts its T waves as beats has many RR intervals far shorter than its long ones (short-long
     alternation); its plausibility falls to 0 when it has SHORT_RR_EXCESS more of them than the cleanest
     lead of the record, so a beat cannot hinge on a lead whose own rhythm is implausible. Only RR intervals
-    lying wholly in clean stretches count (noise is the quality weight's business).
+    lying wholly in clean stretches count (noise is the quality weight's business), and no peak within
+    REFRACTORY_S of either end of the record's valid samples (`valid`, coarse samples x k; default all):
+    there a lead's maximum may be a beat cut by the edge or a filter transient, not one of its beats.
     """
-    b, leads, _ = norm.shape
+    b, leads, n = norm.shape
     peak = (norm >= P.LEAD_BEAT_LEVEL) & (norm == maximum_filter1d(norm, _win(2 * P.REFRACTORY_S, k / fs), axis=-1))
+    edge = int(P.REFRACTORY_S * fs / k)
+    end = np.full(b, n) if valid is None else -(-np.asarray(valid) // k)
+    t = np.arange(n)[None, None, :]
+    peak &= (t >= edge) & (t < end[:, None, None] - edge)
     rb, rl, rt = np.nonzero(peak)
     noisy_before = np.cumsum(quality < 0.5, axis=-1)[rb, rl, rt]  # noisy samples up to each peak
     clean = quality[rb, rl, rt] >= 0.5
@@ -197,6 +203,7 @@ def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarr
         # the first peak may be the T wave of a beat just before the record: weak against the record's beats
         first = peaks[0] * k < P.T_WAVE_S * fs and h[0] < P.T_EDGE_RATIO * np.median(h)
         peaks = peaks[np.concatenate([[not first], ~t_wave])]
+    peaks = _drop_split_ties(peaks, env, threshold[:len(env)])
     if len(peaks) == 0:
         return peaks.astype(np.int64)
     peaks = peaks * k
@@ -204,6 +211,26 @@ def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarr
     if len(r) >= 3:  # the same fiducial in every beat: where R and S are alike, the largest may swap beat to beat
         r = _refine(peaks + int(np.median(r - peaks)), magnitude, int(P.R_CONSISTENT_S * fs), valid)
     return np.unique(r).astype(np.int64)
+
+
+def _drop_split_ties(peaks: np.ndarray, score: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Peaks without the tied ones (score under TIE_SCORE where two or more leads hold the weight: about half
+    of it, one lead of two) that split an RR of the record: an RR beside it under SPLIT_RR of the median
+    and the two together at most WHOLE_RR of it, or at either end a short RR. Such a peak is one lead's
+    artefact; a beat the leads see, premature or interpolated, scores higher and stays whatever its RRs,
+    and where one lead holds all the weight (its score is its own) nothing is dropped.
+    """
+    if len(peaks) < 4:
+        return peaks
+    rr = np.diff(peaks).astype(float)
+    m = np.median(rr)
+    short = rr < P.SPLIT_RR * m
+    before = np.concatenate([[np.inf], rr])  # RR before / after each peak (inf: none)
+    after = np.concatenate([rr, [np.inf]])
+    split = ((before < P.SPLIT_RR * m) | (after < P.SPLIT_RR * m)) & (before + after <= P.WHOLE_RR * m)
+    split[0], split[-1] = short[0], short[-1]  # an end peak: its one RR is short
+    shared = threshold[peaks] > (P.AGREEMENT + P.ONE_LEAD_THRESHOLD) / 2  # not one lead alone
+    return peaks[~(split & shared & (score[peaks] < P.TIE_SCORE))]
 
 
 def _refine(centre: np.ndarray, magnitude: np.ndarray, half: int, valid: int) -> np.ndarray:

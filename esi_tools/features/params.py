@@ -39,6 +39,10 @@ IMPLAUSIBLE_WEIGHT = 0.1  # ... yet where it is the only clean lead it still out
 LEAD_MATCH, MATCH_S = 0.75, 0.12  # a lead agrees with the detected beats when 75 % of its own beats are
 # among them (within 120 ms) and it has 75 % of them, in its clean stretches
 MIN_RATE_AGREEMENT = 0.6  # under 60 % of the lead weight agreeing: the leads tell different rates, not usable
+TIE_SCORE = 0.6  # a peak under 0.6 has about half the lead weight (one lead of two: 0.5 + the other's ~0.05);
+SPLIT_RR, WHOLE_RR = 0.6, 1.25  # it is dropped when it splits an RR (two RRs under 60 % of the median, summing
+# to at most 125 % of it) or makes a short RR at an end (a true beat beside an artefact of the other lead scores
+# ~0.6-0.7 and rarely splits an RR; an interpolated ectopic beat, seen by both, scores ~1)
 REFRACTORY_S = 0.22  # nothing closer than 220 ms is a second beat (max ~270 bpm)
 T_WAVE_S, T_WAVE_RATIO = 0.40, 0.6  # a peak within 400 ms of a beat and under 60 % of its score is its T wave
 T_EDGE_RATIO = 0.75  # a peak in the first 400 ms under 75 % of the median beat's score: the T wave of a beat

@@ -35,7 +35,7 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     xa = np.ascontiguousarray(xc[..., ::step]) if step > 1 else xc.copy()
     fa, va = fs / step, -(-np.asarray(valid) // step)
     env, quality, norm, k = detect.lead_envelopes(x if step == 1 else xa, fa, mask, va)
-    plausible, lead_beats = detect.lead_rhythms(norm, quality, k, fa)
+    plausible, lead_beats = detect.lead_rhythms(norm, quality, k, fa, va)
     score, threshold = detect.fuse(env, quality, plausible, mask)
     magnitude = detect.magnitude(xa, mask, quality, k, fa)
     peaks = [detect.detect_r_peaks(score[b], threshold[b], magnitude[b], fa, int(va[b]), k) for b in range(len(x))]
