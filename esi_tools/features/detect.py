@@ -169,15 +169,17 @@ def rate_agreement(lead_beats: tuple, fused: list[np.ndarray], quality: np.ndarr
 
 
 def fuse(env: np.ndarray, quality: np.ndarray, plausible: np.ndarray, mask: np.ndarray):
-    """(score, threshold), both (B, Lc) on the coarse grid: the quality-weighted mean over leads of their scaled envelopes (1 =
-    every lead sees a QRS), and the score a beat needs there: AGREEMENT where two or more leads hold the
-    weight (more than half of it must see the beat), falling to ONE_LEAD_THRESHOLD where one lead holds it all.
+    """(score, threshold, support), all (B, Lc) on the coarse grid: the quality-weighted mean over leads of their scaled envelopes (1 =
+    every lead sees a QRS), the score a beat needs there: AGREEMENT where two or more leads hold the
+    weight (more than half of it must see the beat), falling to ONE_LEAD_THRESHOLD where one lead holds it
+    all, and the share of the weight whose envelope shows anything there (at least TIE_SEE).
     """
     w = quality * (plausible[..., None] + P.IMPLAUSIBLE_WEIGHT) + P.WEIGHT_FLOOR * mask[..., None]
     total = np.maximum(w.sum(axis=1), 1e-9)
     alone = np.clip(2 * w.max(axis=1) / total - 1, 0, 1)  # 0: two equal leads or more, 1: a single lead
     threshold = P.AGREEMENT - (P.AGREEMENT - P.ONE_LEAD_THRESHOLD) * alone
-    return (w * env).sum(axis=1) / total, threshold
+    support = (w * (env >= P.TIE_SEE)).sum(axis=1) / total
+    return (w * env).sum(axis=1) / total, threshold, support
 
 
 def magnitude(xa: np.ndarray, mask: np.ndarray, quality: np.ndarray, k: int, fs: float) -> np.ndarray:
@@ -190,9 +192,10 @@ def magnitude(xa: np.ndarray, mask: np.ndarray, quality: np.ndarray, k: int, fs:
 
 
 def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarray, fs: float, valid: int,
-                   k: int) -> np.ndarray:
+                   k: int, support: np.ndarray | None = None) -> np.ndarray:
     """R-peak sample indices of one record: beats on its coarse agreement score and threshold (Lc,), R placed
-    on the full-rate spatial magnitude (L,); k full-rate samples per coarse one."""
+    on the full-rate spatial magnitude (L,); k full-rate samples per coarse one. With `support` (fuse's,
+    (Lc,)), a peak only half the lead weight shows that splits an RR is dropped (_drop_split_ties)."""
     env = score[:-(-valid // k)]
     if valid < 2 or not np.isfinite(env).all() or env.max() <= 0:
         return np.zeros(0, np.int64)
@@ -203,7 +206,8 @@ def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarr
         # the first peak may be the T wave of a beat just before the record: weak against the record's beats
         first = peaks[0] * k < P.T_WAVE_S * fs and h[0] < P.T_EDGE_RATIO * np.median(h)
         peaks = peaks[np.concatenate([[not first], ~t_wave])]
-    peaks = _drop_split_ties(peaks, env, threshold[:len(env)])
+    if support is not None:
+        peaks = _drop_split_ties(peaks, support[:len(env)], threshold[:len(env)])
     if len(peaks) == 0:
         return peaks.astype(np.int64)
     peaks = peaks * k
@@ -213,24 +217,25 @@ def detect_r_peaks(score: np.ndarray, threshold: np.ndarray, magnitude: np.ndarr
     return np.unique(r).astype(np.int64)
 
 
-def _drop_split_ties(peaks: np.ndarray, score: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-    """Peaks without the tied ones (score under TIE_SCORE where two or more leads hold the weight: about half
-    of it, one lead of two) that split an RR of the record: an RR beside it under SPLIT_RR of the median
-    and the two together at most WHOLE_RR of it, or at either end a short RR. Such a peak is one lead's
-    artefact; a beat the leads see, premature or interpolated, scores higher and stays whatever its RRs,
-    and where one lead holds all the weight (its score is its own) nothing is dropped.
+def _drop_split_ties(peaks: np.ndarray, support: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Peaks without the tied ones that split an RR. Tied: where two or more leads hold the weight, the leads
+    showing the peak hold at most half of it (one lead of two); split: an RR beside it under SPLIT_RR of the
+    median of the LOCAL_RRS RRs around it and the two together at most WHOLE_RR of it, or at either end a
+    short RR. Such a peak is one lead's artefact; a beat the leads see, premature or interpolated, stays
+    whatever its RRs, and where one lead holds all the weight nothing is dropped.
     """
     if len(peaks) < 4:
         return peaks
     rr = np.diff(peaks).astype(float)
-    m = np.median(rr)
-    short = rr < P.SPLIT_RR * m
+    half = P.LOCAL_RRS // 2  # the median of the LOCAL_RRS RRs around each peak: rates change along a record
+    padded = np.concatenate([np.full(half, np.nan), rr, np.full(half, np.nan)])
+    m = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * half), axis=1)
     before = np.concatenate([[np.inf], rr])  # RR before / after each peak (inf: none)
     after = np.concatenate([rr, [np.inf]])
     split = ((before < P.SPLIT_RR * m) | (after < P.SPLIT_RR * m)) & (before + after <= P.WHOLE_RR * m)
-    split[0], split[-1] = short[0], short[-1]  # an end peak: its one RR is short
+    split[0], split[-1] = after[0] < P.SPLIT_RR * m[0], before[-1] < P.SPLIT_RR * m[-1]  # an end: one short RR
     shared = threshold[peaks] > (P.AGREEMENT + P.ONE_LEAD_THRESHOLD) / 2  # not one lead alone
-    return peaks[~(split & shared & (score[peaks] < P.TIE_SCORE))]
+    return peaks[~(split & shared & (support[peaks] <= 0.5 + 1e-6))]
 
 
 def _refine(centre: np.ndarray, magnitude: np.ndarray, half: int, valid: int) -> np.ndarray:

@@ -39,10 +39,11 @@ IMPLAUSIBLE_WEIGHT = 0.1  # ... yet where it is the only clean lead it still out
 LEAD_MATCH, MATCH_S = 0.75, 0.12  # a lead agrees with the detected beats when 75 % of its own beats are
 # among them (within 120 ms) and it has 75 % of them, in its clean stretches
 MIN_RATE_AGREEMENT = 0.6  # under 60 % of the lead weight agreeing: the leads tell different rates, not usable
-TIE_SCORE = 0.6  # a peak under 0.6 has about half the lead weight (one lead of two: 0.5 + the other's ~0.05);
-SPLIT_RR, WHOLE_RR = 0.6, 1.25  # it is dropped when it splits an RR (two RRs under 60 % of the median, summing
-# to at most 125 % of it) or makes a short RR at an end (a true beat beside an artefact of the other lead scores
-# ~0.6-0.7 and rarely splits an RR; an interpolated ectopic beat, seen by both, scores ~1)
+TIE_SEE = 0.3  # a lead shows a peak where its scaled envelope reaches 0.3 (a QRS beside a bigger beat does, a
+# quiet stretch ~0.05). A peak the leads holding at most half the weight show (one lead of two: its artefact)
+SPLIT_RR, WHOLE_RR = 0.6, 1.25  # is dropped when it splits an RR: an RR beside it under 60 % of the median of
+LOCAL_RRS = 10  # the 10 RRs around it (local: rates change along a record) and the two at most 125 % of it,
+# or a short RR at an end; a true beat beside the other lead's artefact is shown by one lead too, but rarely splits
 REFRACTORY_S = 0.22  # nothing closer than 220 ms is a second beat (max ~270 bpm)
 T_WAVE_S, T_WAVE_RATIO = 0.40, 0.6  # a peak within 400 ms of a beat and under 60 % of its score is its T wave
 T_EDGE_RATIO = 0.75  # a peak in the first 400 ms under 75 % of the median beat's score: the T wave of a beat

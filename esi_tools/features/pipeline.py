@@ -36,9 +36,10 @@ def analyse(x: np.ndarray, mask: np.ndarray, fs: float, valid: np.ndarray):
     fa, va = fs / step, -(-np.asarray(valid) // step)
     env, quality, norm, k = detect.lead_envelopes(x if step == 1 else xa, fa, mask, va)
     plausible, lead_beats = detect.lead_rhythms(norm, quality, k, fa, va)
-    score, threshold = detect.fuse(env, quality, plausible, mask)
+    score, threshold, support = detect.fuse(env, quality, plausible, mask)
     magnitude = detect.magnitude(xa, mask, quality, k, fa)
-    peaks = [detect.detect_r_peaks(score[b], threshold[b], magnitude[b], fa, int(va[b]), k) for b in range(len(x))]
+    peaks = [detect.detect_r_peaks(score[b], threshold[b], magnitude[b], fa, int(va[b]), k, support[b])
+             for b in range(len(x))]
     inside = np.arange(quality.shape[-1])[None, None, :] * k < va[:, None, None]
     weight = plausible * np.where(inside, quality, 0).mean(axis=-1)
     agreement = detect.rate_agreement(lead_beats, peaks, quality, weight, k, fa)
