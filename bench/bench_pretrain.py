@@ -2,7 +2,10 @@
 
 Prints one Markdown table: samples/s of
   - the ECG encoder alone, forward+backward on an in-memory batch,
-  - the whole ESI step (both towers + decoder + loss + backward + AdamW) on an in-memory batch ("bare"),
+  - the whole ESI step (both towers + decoder + loss + backward + AdamW) on in-memory batches ("bare"): the very
+    batches the pipeline below is fed (same sampler positions, collated beforehand), so the two differ only in
+    where the batch comes from (a fixed batch of the first 32 records would be padded to 29 statement tokens
+    where random ones average ~47: a third of the step is the vocabulary head, so that would not be like for like),
   - the data pipeline alone (DataLoader workers: memmap read, augment, standardise, tokenize),
   - the training pipeline (DataLoader workers feeding the engine's step), interleaved step by step with
     the bare step so both see the same load (this machine is shared),
@@ -89,8 +92,12 @@ def main() -> None:
     # 2. bare ESI step on an in-memory batch
     optimizer = make_optimizer(model, cfg)
 
+    sampler = PositionSampler(len(pairs.indices), batch_size=batch, rank=0, world_size=1, seed=0, start=0, stop=args.steps + 1)
+    same = iter([collate([data[key] for key in keys]) for keys in sampler])  # what the pipeline's loader will yield
+
     def bare_step():
-        out = model(fixed["ecg"], fixed["input_ids"], fixed["attention_mask"])
+        b = next(same)
+        out = model(b["ecg"], b["input_ids"], b["attention_mask"])
         esi_loss(out, contrastive_weight=1.0, caption_weight=1.0, rank=0, world_size=1)["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -70,7 +70,7 @@ def contrastive_loss(
 
 
 def caption_loss(logits: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Next-token cross-entropy; logits (B, T, V) predict targets (B, T); padding (mask 0) is ignored."""
+    """Next-token cross-entropy; logits (..., V) predict targets (...), e.g. (B, T) or the kept (K,); mask 0 is ignored."""
     targets = targets.masked_fill(~target_mask.bool(), IGNORE_INDEX)
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
     return {"caption_loss": loss}

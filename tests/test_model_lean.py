@@ -126,12 +126,13 @@ class RefCaptionDecoder(nn.Module):
         self.head = nn.Linear(width, vocab_size, bias=False)
         self.head.weight = self.token.weight
 
-    def forward(self, input_ids, memory):
+    def forward(self, input_ids, memory, keep=None):
         length = input_ids.shape[1]
         x = self.token(input_ids) + self.position[:length]
         causal = torch.triu(torch.full((length, length), float("-inf"), device=x.device), diagonal=1)
         x = self.layers(x, self.memory_proj(memory), tgt_mask=causal, tgt_is_causal=True)
-        return self.head(x)
+        logits = self.head(x)  # every position, as before; the kept ones are picked afterwards
+        return logits if keep is None else logits[keep]
 
 
 def reference_of(model):

@@ -144,6 +144,34 @@ dist.destroy_process_group()
 '''
 
 
+def test_caption_loss_on_kept_positions_equals_the_full_padded_loss(ptbxl_dataset, tiny_text):
+    """The training forward computes logits only where a real next token follows; loss and gradients must
+    be those of the full (B, T, V) logits with padding ignored, on a batch whose captions differ in length."""
+    from esi_tools.losses import caption_loss
+    from esi_tools.model import create_model
+
+    model = create_model(_arch(tiny_text), seed=0).eval()
+    x, texts = _batch(ptbxl_dataset, [0, 1, 2, 3])
+    enc = model.tokenize([texts[0], texts[1][:20], texts[2], texts[3][:8]])
+    mask = enc["attention_mask"]
+    assert mask.sum(1).min() < mask.shape[1]  # some rows are padded
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.decoder.parameters() if p.grad is not None]
+
+    out = model(x, enc["input_ids"], mask)
+    kept = caption_loss(out["caption_logits"], out["caption_targets"], out["caption_mask"])["caption_loss"]
+    assert out["caption_logits"].shape[0] == int(mask[:, 1:].sum()) < mask[:, 1:].numel()
+    g_kept = grads(kept)
+    _, ecg_tokens = model.ecg(x)
+    full = caption_loss(model.caption_logits(enc["input_ids"], ecg_tokens), enc["input_ids"][:, 1:], mask[:, 1:])["caption_loss"]
+    g_full = grads(full)
+    assert torch.allclose(kept, full, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_kept, g_full, strict=True))
+
+
 def test_two_gloo_processes_match_one_process(ptbxl_dataset, tiny_text, tmp_path):
     from esi_tools.losses import contrastive_loss
     from esi_tools.model import create_model

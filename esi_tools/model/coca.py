@@ -84,8 +84,12 @@ class CaptionDecoder(nn.Module):
         self.head.weight = self.token.weight  # tied (as in GPT-2): halves the vocab-sized parameters
         self.checkpointing = False
 
-    def forward(self, input_ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """input_ids (B, T), memory (B, N, C) -> logits (B, T, V); position t sees tokens <= t only."""
+    def forward(self, input_ids: torch.Tensor, memory: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B, T), memory (B, N, C) -> logits (B, T, V); position t sees tokens <= t only.
+
+        keep (B, T) bool: logits of those positions only, (K, V). The vocabulary head is most of a small
+        model's step, and a padded batch's pad positions would otherwise pay for it too.
+        """
         x = self.token(input_ids) + self.position[: input_ids.shape[1]]
         memory = self.memory_proj(memory)
         for layer in self.layers.layers:
@@ -93,7 +97,8 @@ class CaptionDecoder(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(self._layer, layer, x, memory, use_reentrant=False)
             else:
                 x = self._layer(layer, x, memory)
-        return self.head(self.layers.norm(x))
+        x = self.layers.norm(x)
+        return self.head(x if keep is None else x[keep])
 
     def _layer(self, layer: nn.TransformerDecoderLayer, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """What nn.TransformerDecoderLayer(norm_first=True) computes: self-attention, cross-attention, MLP."""
@@ -163,12 +168,14 @@ class ESIModel(nn.Module):
         """Everything the loss needs: normalised embeddings, caption logits/targets/mask, log scale."""
         ecg_embed, ecg_tokens = self.ecg(ecg)
         text_embed = self.text(input_ids, attention_mask)
+        keep = attention_mask[:, 1:].bool()
         return {
             "ecg_embed": F.normalize(ecg_embed, dim=-1),
             "text_embed": F.normalize(text_embed, dim=-1),
-            "caption_logits": self.caption_logits(input_ids, ecg_tokens),
-            "caption_targets": input_ids[:, 1:],
-            "caption_mask": attention_mask[:, 1:],
+            # logits only where a real next token is predicted: (K, V), targets (K,); the loss is the same
+            "caption_logits": self.decoder(input_ids[:, :-1], ecg_tokens, keep=keep),
+            "caption_targets": input_ids[:, 1:][keep],
+            "caption_mask": torch.ones_like(keep[keep]),
             "log_scale": self.log_scale,
         }
 
