@@ -104,7 +104,7 @@ def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float, valid
     beats = (record, lead, coarse index) of the lead's beats in its clean stretches. A lead that also
     counts its T waves as beats has many RR intervals far shorter than its long ones (short-long
     alternation); its plausibility falls to 0 when it has SHORT_RR_EXCESS more of them than the cleanest
-    lead of the record, so a beat cannot hinge on a lead whose own rhythm is implausible. Only RR intervals
+    lead of the record (among leads with MIN_LEAD_RRS or more), so a beat cannot hinge on a lead whose own rhythm is implausible. Only RR intervals
     lying wholly in clean stretches count (noise is the quality weight's business), and no peak within
     REFRACTORY_S of either end of the record's valid samples (`valid`, coarse samples x k; default all):
     there a lead's maximum may be a beat cut by the edge or a filter transient, not one of its beats.
@@ -131,7 +131,8 @@ def lead_rhythms(norm: np.ndarray, quality: np.ndarray, k: int, fs: float, valid
     table[np.arange(len(rr)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[g], g] = rr  # g is sorted
     s = np.sort(table, axis=0)  # NaN last: the first counts[j] rows of column j are its RRs in order
     long_rr = s[(3 * np.maximum(counts - 1, 0)) // 4, np.arange(b * leads)]
-    short = np.where(counts >= 2, (table < P.SHORT_RR_FRACTION * long_rr).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    short = np.where(counts >= P.MIN_LEAD_RRS, (table < P.SHORT_RR_FRACTION * long_rr).sum(axis=0) / np.maximum(counts, 1),
+                     np.nan)
     short = short.reshape(b, leads)
     best = np.min(np.where(np.isfinite(short), short, np.inf), axis=1, keepdims=True)
     excess = np.where(np.isfinite(short), short - np.where(np.isfinite(best), best, 0), 0.0)

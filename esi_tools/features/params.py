@@ -35,6 +35,8 @@ WEIGHT_FLOOR = 0.02  # every present lead keeps this weight: when all are noisy,
 LEAD_BEAT_LEVEL = 0.5  # a lead's own beats (for its RR series): local maxima above half its beat level
 SHORT_RR_FRACTION = 0.6  # an RR under 60 % of the lead's 75th-percentile RR is "short" (a T wave counted)
 SHORT_RR_EXCESS = 0.25  # a lead with 25 points more short RRs than the record's cleanest lead loses its vote ...
+MIN_LEAD_RRS = 5  # ... judged only where it and that lead have 5 RRs or more in clean stretches (2-4 RRs of a lead
+# mostly in noise tell no rhythm: in atrial fibrillation they made lead II look implausible)
 IMPLAUSIBLE_WEIGHT = 0.1  # ... yet where it is the only clean lead it still outvotes noisy ones
 LEAD_MATCH, MATCH_S = 0.75, 0.12  # a lead agrees with the detected beats when 75 % of its own beats are
 # among them (within 120 ms) and it has 75 % of them, in its clean stretches
