@@ -225,7 +225,8 @@ def _drop_split_ties(peaks: np.ndarray, support: np.ndarray, threshold: np.ndarr
     short RR. Such a peak is one lead's artefact; a beat the leads see, premature or interpolated, stays
     whatever its RRs, and where one lead holds all the weight nothing is dropped.
     """
-    if len(peaks) < 4:
+    tied = (threshold[peaks] > (P.AGREEMENT + P.ONE_LEAD_THRESHOLD) / 2) & (support[peaks] <= 0.5 + 1e-6)
+    if len(peaks) < 4 or not tied.any():  # shared weight (not one lead alone), at most half of it showing the peak
         return peaks
     rr = np.diff(peaks).astype(float)
     half = P.LOCAL_RRS // 2  # the median of the LOCAL_RRS RRs around each peak: rates change along a record
@@ -235,8 +236,7 @@ def _drop_split_ties(peaks: np.ndarray, support: np.ndarray, threshold: np.ndarr
     after = np.concatenate([rr, [np.inf]])
     split = ((before < P.SPLIT_RR * m) | (after < P.SPLIT_RR * m)) & (before + after <= P.WHOLE_RR * m)
     split[0], split[-1] = after[0] < P.SPLIT_RR * m[0], before[-1] < P.SPLIT_RR * m[-1]  # an end: one short RR
-    shared = threshold[peaks] > (P.AGREEMENT + P.ONE_LEAD_THRESHOLD) / 2  # not one lead alone
-    return peaks[~(split & shared & (support[peaks] <= 0.5 + 1e-6))]
+    return peaks[~(split & tied)]
 
 
 def _refine(centre: np.ndarray, magnitude: np.ndarray, half: int, valid: int) -> np.ndarray:
