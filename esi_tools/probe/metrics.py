@@ -98,7 +98,9 @@ def bootstrap_ci(
             values.append(statistic(rng.integers(0, n, n)))
     else:
         uniq, inverse = np.unique(groups, return_inverse=True)
-        members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+        inverse = np.ravel(inverse)
+        order = np.argsort(inverse, kind="stable")  # one sort, not a scan per group (quadratic at MIMIC scale)
+        members = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1])
         for _ in range(resamples):
             picked = rng.integers(0, len(uniq), len(uniq))
             values.append(statistic(np.concatenate([members[g] for g in picked])))
