@@ -81,7 +81,7 @@ smoke *args:
 test *args:
     {{py}} -m pytest -q {{args}}
 
-# Options (key=value): data out limit steps batch llm arms tasks bootstrap finetune epochs min_positives pretrain report.
+# Options (key=value): data out limit steps batch llm captions llm_threads arms tasks bootstrap finetune epochs min_positives pretrain report.
 # Hours on 2 cores; resumable (a rerun continues), e.g. in the background: nohup just ablate > ablate.log 2>&1 &
 # Tiny check of the recipe: just ablate steps=12 limit=300 out=runs/ablate-tiny (writes runs/ablate-tiny/ABLATIONS.md)
 # Issue 16 ablation: arms pretrained on folds 1-8, choices on fold 9, fold 10 once with CIs -> bench/ABLATIONS.md
