@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import ArtifactWriter, open_artifact
-from ..console import log
+from ..console import log, progress
 from ..dataset import Dataset
 from ..errors import InputError, UsageError
 from .claims import extract
@@ -105,8 +105,10 @@ def audit(config: AuditConfig, captions_paths: list[Path], out: Path, *, dataset
         shared = set.intersection(*(set(t["record_id"].to_list()) for t in tables))
         tables = [t.filter(pl.col("record_id").is_in(sorted(shared))) for t in tables]
     claim_rows, caption_rows = [], []
-    for table in tables:
-        for row in table.head(config.limit if config.limit is not None else table.height).iter_rows(named=True):
+    tables = [t.head(config.limit) if config.limit is not None else t for t in tables]
+    with progress("audit", sum(t.height for t in tables), unit="captions") as bar:
+        for row in (row for table in tables for row in table.iter_rows(named=True)):
+            bar.advance()
             truth = known.get(str(row["record_id"]))
             if truth is None:
                 raise InputError(f"record {row['record_id']} of the captions is not in {dataset_path} / {features_path}")
