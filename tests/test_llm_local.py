@@ -43,7 +43,8 @@ def test_a_real_model_captions_real_records_cleaned_audited_and_cached(inputs, l
     again = run_esi(*args, "--out", tmp_path / "again")  # raw answers cached, cleaned on read: nothing re-asked
     assert again.exit_code == 0, again.stderr
     summary2 = json.loads((tmp_path / "again" / "manifest.json").read_text())["summary"]
-    assert summary2["cache_hits"] == summary["ok"] and summary2["requests"] == summary["failed"] * 2
+    # a failed record is asked again (twice if its answer is unusable again; once if it had timed out on a busy machine)
+    assert summary2["cache_hits"] == summary["ok"] and summary["failed"] <= summary2["requests"] <= summary["failed"] * 2
 
     audit = run_esi("audit", tmp_path / "c", "--out", tmp_path / "audit")
     assert audit.exit_code == 0, audit.stderr
