@@ -69,11 +69,12 @@ class LocalModel:
             raise UsageError(f"llama-cpp-python is not installed: {INSTALL}")
         gguf = gguf or model_file()
         port = port or free_port()
+        threads = threads or os.cpu_count() or 1
         log = Path(tempfile.mkstemp(prefix="esi-llm-", suffix=".log")[1])
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", ALIAS,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
                # prompt evaluation has its own thread count (default: every core); both follow `threads`
-               "--n_threads", str(threads or os.cpu_count() or 1), "--n_threads_batch", str(threads or os.cpu_count() or 1)]
+               "--n_threads", str(threads), "--n_threads_batch", str(threads)]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=parent_death_signal)

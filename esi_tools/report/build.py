@@ -159,9 +159,9 @@ def audit_section(page: Page, art: Artifact, data: Dataset | None, run_dir: Path
     claims = art.table("claims.parquet")
     captions = art.table("captions.parquet")
     wrong = claims.filter(pl.col("verdict") == "contradicted")["record_id"].unique(maintain_order=True).to_list()
-    flagged = set(wrong)  # a set: `not in` a list of the contradicted ids is quadratic at MIMIC scale
-    shown = wrong[:AUDIT_EXAMPLES] + [r for r in captions["record_id"].unique(maintain_order=True).head(2 * AUDIT_EXAMPLES)
-                                      .to_list() if r not in flagged]
+    every = captions["record_id"].unique(maintain_order=True)
+    faithful = every.filter(~every.is_in(wrong))  # one hashed pass (a list's `not in` was quadratic at MIMIC scale)
+    shown = wrong[:AUDIT_EXAMPLES] + faithful.head(AUDIT_EXAMPLES).to_list()  # contradicted first, then others
     ids = data.records["record_id"].cast(pl.String).to_list() if data is not None else []
     for rid in shown[:AUDIT_EXAMPLES]:
         page.heading(f"Record {rid}", 3)
